@@ -1,0 +1,101 @@
+package serve
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/reflect/protodesc"
+)
+
+// Config is how a server runs. Every field has a flag (RegisterFlags) and, through
+// ParseFlags, an environment variable.
+type Config struct {
+	Listen        string
+	MetricsListen string
+
+	TLSCert     string
+	TLSKey      string
+	TLSClientCA string
+
+	AuthTokenFile string
+
+	ShutdownTimeout time.Duration
+
+	MaxRecvMsgBytes      int
+	MaxSendMsgBytes      int
+	MaxConcurrentStreams uint
+	KeepaliveMinTime     time.Duration
+	KeepaliveTime        time.Duration
+	KeepaliveTimeout     time.Duration
+
+	LogLevel  slog.Level
+	LogFormat string
+
+	// Descriptors, when set, answer reflection before the descriptors linked into the binary:
+	// give descriptors that keep their comments, and `grpcurl describe` shows them.
+	Descriptors protodesc.Resolver
+}
+
+// RegisterFlags defines the server's flags on fs, with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "`address` to serve gRPC on (host:port; port 0 picks a free one)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "`address` to serve Prometheus metrics on at /metrics; empty turns metrics off")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate `file`; with --tls-key, serve TLS instead of plaintext")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA `file`; when set, clients must present a certificate it signed (mTLS)")
+	fs.StringVar(&c.AuthTokenFile, "auth-token-file", "", "`file` holding a bearer token every call must carry (authorization: Bearer TOKEN); health stays open")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGINT or SIGTERM, how long to drain before open calls are cut")
+	fs.IntVar(&c.MaxRecvMsgBytes, "max-recv-msg-bytes", 4<<20, "largest message the server accepts, in `bytes`")
+	fs.IntVar(&c.MaxSendMsgBytes, "max-send-msg-bytes", 4<<20, "largest message the server sends, in `bytes`")
+	fs.UintVar(&c.MaxConcurrentStreams, "max-concurrent-streams", 10000, "most calls open at once on one client connection")
+	fs.DurationVar(&c.KeepaliveMinTime, "keepalive-min-time", 10*time.Second, "clients pinging more often than this are disconnected (too_many_pings)")
+	fs.DurationVar(&c.KeepaliveTime, "keepalive-time", 2*time.Minute, "ping a client after this long without activity")
+	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", 20*time.Second, "close a connection whose ping is not answered within this")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (debug logs every call)")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
+}
+
+// EnvName is the environment variable for a flag: CONCUR_ and the flag's name in upper case
+// with dashes as underscores (--metrics-listen is CONCUR_METRICS_LISTEN).
+func EnvName(flagName string) string {
+	return "CONCUR_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// ParseFlags parses args, then fills every flag not given on the command line from its
+// environment variable (EnvName); the command line wins.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		v, ok := os.LookupEnv(EnvName(f.Name))
+		if given[f.Name] || !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("environment %s=%q: %w", EnvName(f.Name), v, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// NewLogger returns the logger the configuration asks for, writing to w.
+func (c *Config) NewLogger(w io.Writer) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	switch c.LogFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", c.LogFormat)
+}

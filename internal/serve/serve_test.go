@@ -1,0 +1,421 @@
+package serve_test
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
+	"github.com/concur-dev/concur/api/violation"
+	"github.com/concur-dev/concur/internal/e2e"
+	"github.com/concur-dev/concur/internal/serve"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fakePrinter is a printer contract with just enough behaviour to exercise the runtime:
+// Print panics on the line "panic", Tail blocks until Shutdown ends it.
+type fakePrinter struct {
+	printerv1.UnimplementedPrinterServiceServer
+	name        string
+	prints      atomic.Int64
+	streamed    atomic.Int64
+	stop        chan struct{}
+	stopOnce    sync.Once
+	ignoreStop  bool // Shutdown leaves open Tails open
+	shutdownLog *[]string
+}
+
+func newFake(name string, log *[]string) *fakePrinter {
+	return &fakePrinter{name: name, stop: make(chan struct{}), shutdownLog: log}
+}
+
+func (f *fakePrinter) Name() string { return f.name }
+
+func (f *fakePrinter) Register(r grpc.ServiceRegistrar) {
+	desc := printerv1.PrinterService_ServiceDesc
+	desc.ServiceName = f.name
+	r.RegisterService(&desc, f)
+}
+
+func (f *fakePrinter) Shutdown(context.Context) error {
+	if f.shutdownLog != nil {
+		*f.shutdownLog = append(*f.shutdownLog, f.name)
+	}
+	if !f.ignoreStop {
+		f.stopOnce.Do(func() { close(f.stop) })
+	}
+	return nil
+}
+
+func (f *fakePrinter) Print(_ context.Context, req *printerv1.PrintRequest) (*printerv1.PrintResponse, error) {
+	if req.GetLines()[0] == "panic" {
+		panic("fake printer asked to panic")
+	}
+	return &printerv1.PrintResponse{Sequence: new(uint64(f.prints.Add(1)))}, nil
+}
+
+func (f *fakePrinter) PrintStream(stream printerv1.PrinterService_PrintStreamServer) error {
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		f.streamed.Add(int64(len(req.GetJobs())))
+		if err := stream.Send(&printerv1.PrintStreamResponse{}); err != nil {
+			return err
+		}
+	}
+}
+
+func (f *fakePrinter) Tail(_ *printerv1.TailRequest, stream printerv1.PrinterService_TailServer) error {
+	if err := stream.Send(&printerv1.TailResponse{Sequence: new(uint64(1))}); err != nil {
+		return err
+	}
+	select {
+	case <-f.stop:
+		return status.Error(codes.Unavailable, "shutting down")
+	case <-stream.Context().Done():
+		return stream.Context().Err()
+	}
+}
+
+// start runs a server with cfg (listening on a free port) until the test ends or the
+// returned stop function is called; stop returns Serve's result.
+func start(t *testing.T, cfg serve.Config, services ...serve.Service) (*serve.Server, func() error) {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := serve.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), services...)
+	if err != nil {
+		t.Fatalf("serve.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	result := make(chan error, 1)
+	go func() { result <- srv.Serve(ctx) }()
+	var once sync.Once
+	var err2 error
+	stop := func() error {
+		once.Do(func() { cancel(); err2 = <-result })
+		return err2
+	}
+	t.Cleanup(func() { stop() })
+	return srv, stop
+}
+
+func defaults(t *testing.T) serve.Config {
+	t.Helper()
+	var cfg serve.Config
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestHealthPerService(t *testing.T) {
+	a, b := newFake("test.A", nil), newFake("test.B", nil)
+	srv, _ := start(t, defaults(t), a, b)
+	health := healthpb.NewHealthClient(e2e.Dial(t, srv.Addr().String()))
+	for _, name := range []string{"", "test.A", "test.B"} {
+		resp, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: name})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health %q = %v, %v; want SERVING", name, resp.GetStatus(), err)
+		}
+	}
+	_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "test.Missing"})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("health of unknown service: %v, want NotFound", err)
+	}
+}
+
+func TestReflectionListsEveryService(t *testing.T) {
+	srv, _ := start(t, defaults(t), newFake(printerv1.PrinterService_ServiceDesc.ServiceName, nil))
+	stream, err := reflectionpb.NewServerReflectionClient(e2e.Dial(t, srv.Addr().String())).ServerReflectionInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	stream.CloseSend()
+	for _, want := range []string{"concur.printer.v1.PrinterService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("reflection lists %v; %s is missing", names, want)
+		}
+	}
+}
+
+func TestPanicIsInternalAndServerKeepsServing(t *testing.T) {
+	fake := newFake("test.P", nil)
+	srv, _ := start(t, defaults(t), fake)
+	client := fakeClient(t, srv.Addr().String(), "test.P")
+	ctx := context.Background()
+	_, err := client.Print(ctx, &printerv1.PrintRequest{Lines: []string{"panic"}})
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("Print(panic) = %v, want Internal", err)
+	}
+	if msg := status.Convert(err).Message(); strings.Contains(msg, "fake printer") || strings.Contains(msg, "goroutine") {
+		t.Errorf("the panic leaked to the client: %q", msg)
+	}
+	resp, err := client.Print(ctx, &printerv1.PrintRequest{Lines: []string{"still here"}})
+	if err != nil || resp.GetSequence() != 1 {
+		t.Fatalf("Print after panic = %v, %v; want sequence 1", resp, err)
+	}
+}
+
+func TestInvalidRequestNeverReachesHandler(t *testing.T) {
+	fake := newFake("test.P", nil)
+	srv, _ := start(t, defaults(t), fake)
+	client := fakeClient(t, srv.Addr().String(), "test.P")
+	ctx := context.Background()
+
+	_, err := client.Print(ctx, &printerv1.PrintRequest{Lines: []string{"ok", "bad\x1b[0m"}})
+	if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{"lines[1]"}) {
+		t.Fatalf("Print(bad) = %v (fields %v), want InvalidArgument on lines[1]", err, violation.Fields(err))
+	}
+	if n := fake.prints.Load(); n != 0 {
+		t.Fatalf("handler ran %d times for an invalid request", n)
+	}
+
+	stream, err := client.PrintStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&printerv1.PrintStreamRequest{Jobs: []*printerv1.PrintJob{{Lines: []string{"fine"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatalf("first batch: %v", err)
+	}
+	stream.Send(&printerv1.PrintStreamRequest{})
+	_, err = stream.Recv()
+	if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{"jobs"}) {
+		t.Fatalf("empty batch = %v, want InvalidArgument on jobs", err)
+	}
+	if n := fake.streamed.Load(); n != 1 {
+		t.Fatalf("handler saw %d jobs, want only the valid one", n)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	cfg := defaults(t)
+	cfg.AuthTokenFile = filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(cfg.AuthTokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := start(t, cfg, newFake("test.P", nil))
+	client := fakeClient(t, srv.Addr().String(), "test.P")
+	req := &printerv1.PrintRequest{Lines: []string{"x"}}
+	for name, md := range map[string]metadata.MD{
+		"missing":      nil,
+		"wrong":        metadata.Pairs("authorization", "Bearer nope"),
+		"wrong scheme": metadata.Pairs("authorization", "Basic s3cret"),
+	} {
+		ctx := metadata.NewOutgoingContext(context.Background(), md)
+		if _, err := client.Print(ctx, req); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s token: %v, want Unauthenticated", name, err)
+		}
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer s3cret")
+	if _, err := client.Print(ctx, req); err != nil {
+		t.Errorf("right token: %v", err)
+	}
+	resp, err := healthpb.NewHealthClient(e2e.Dial(t, srv.Addr().String())).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health without token = %v, %v; want SERVING", resp, err)
+	}
+}
+
+func TestTLSAndMutualTLS(t *testing.T) {
+	certs := e2e.WriteCerts(t)
+	cfg := defaults(t)
+	cfg.TLSCert, cfg.TLSKey = certs.ServerCert, certs.ServerKey
+	srv, _ := start(t, cfg, newFake("test.P", nil))
+	check := func(conn *grpc.ClientConn) error {
+		_, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err
+	}
+	tlsConn := e2e.Dial(t, srv.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientTLS(t, false))))
+	if err := check(tlsConn); err != nil {
+		t.Fatalf("TLS: %v", err)
+	}
+	if err := check(e2e.Dial(t, srv.Addr().String())); err == nil {
+		t.Fatal("a plaintext client reached a TLS server")
+	}
+
+	cfg.TLSClientCA = certs.CA
+	mtls, _ := start(t, cfg, newFake("test.P", nil))
+	withCert := e2e.Dial(t, mtls.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientTLS(t, true))))
+	if err := check(withCert); err != nil {
+		t.Fatalf("mTLS with a client certificate: %v", err)
+	}
+	noCert := e2e.Dial(t, mtls.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientTLS(t, false))))
+	if err := check(noCert); status.Code(err) != codes.Unavailable {
+		t.Fatalf("mTLS without a client certificate: %v, want Unavailable (handshake refused)", err)
+	}
+}
+
+func TestMetricsServed(t *testing.T) {
+	cfg := defaults(t)
+	cfg.MetricsListen = "127.0.0.1:0"
+	srv, _ := start(t, cfg, newFake("test.P", nil))
+	client := fakeClient(t, srv.Addr().String(), "test.P")
+	if _, err := client.Print(context.Background(), &printerv1.PrintRequest{Lines: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// The generated handler names the method by the contract's service, whatever the fake's name.
+	want := `grpc_server_handled_total{grpc_code="OK",grpc_method="Print",grpc_service="concur.printer.v1.PrinterService",grpc_type="unary"} 1`
+	if !strings.Contains(string(body), want) {
+		t.Fatalf("metrics lack %s:\n%s", want, grpcLines(body))
+	}
+}
+
+func TestShutdownEndsStreamsInReverseOrder(t *testing.T) {
+	var order []string
+	first, second := newFake("test.First", &order), newFake("test.Second", &order)
+	srv, stop := start(t, defaults(t), first, second)
+	tail, err := fakeClient(t, srv.Addr().String(), "test.Second").Tail(context.Background(), &printerv1.TailRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tail.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Serve = %v, want a clean shutdown", err)
+	}
+	if _, err := tail.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("open Tail after shutdown: %v, want Unavailable", err)
+	}
+	if !slices.Equal(order, []string{"test.Second", "test.First"}) {
+		t.Fatalf("shutdown order %v, want the reverse of registration", order)
+	}
+	resp, err := healthpb.NewHealthClient(e2e.Dial(t, srv.Addr().String())).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err == nil {
+		t.Fatalf("health after shutdown = %v, want the connection refused", resp)
+	}
+}
+
+func TestShutdownCutsCallsThatOutliveTheTimeout(t *testing.T) {
+	stuck := newFake("test.Stuck", nil)
+	stuck.ignoreStop = true
+	cfg := defaults(t)
+	cfg.ShutdownTimeout = 100 * time.Millisecond
+	srv, stop := start(t, cfg, stuck)
+	tail, err := fakeClient(t, srv.Addr().String(), "test.Stuck").Tail(context.Background(), &printerv1.TailRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tail.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err == nil || !strings.Contains(err.Error(), "cut") {
+		t.Fatalf("Serve = %v, want an error saying open calls were cut", err)
+	}
+	if _, err := tail.Recv(); err == nil {
+		t.Fatal("the stuck Tail still receives after the server stopped")
+	}
+}
+
+func TestParseFlagsFromEnvironment(t *testing.T) {
+	t.Setenv("CONCUR_LISTEN", "127.0.0.1:7000")
+	t.Setenv("CONCUR_SHUTDOWN_TIMEOUT", "3s")
+	t.Setenv("CONCUR_LOG_LEVEL", "debug")
+	var cfg serve.Config
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := serve.ParseFlags(fs, []string{"--shutdown-timeout=5s"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:7000" || cfg.ShutdownTimeout != 5*time.Second || cfg.LogLevel != slog.LevelDebug {
+		t.Fatalf("listen %q, shutdown-timeout %v, log-level %v: want the environment's listen and level, the flag's timeout", cfg.Listen, cfg.ShutdownTimeout, cfg.LogLevel)
+	}
+
+	t.Setenv("CONCUR_MAX_RECV_MSG_BYTES", "lots")
+	fs = flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	err := serve.ParseFlags(fs, nil)
+	if err == nil || !strings.Contains(err.Error(), "CONCUR_MAX_RECV_MSG_BYTES") {
+		t.Fatalf("bad environment value: %v, want an error naming CONCUR_MAX_RECV_MSG_BYTES", err)
+	}
+}
+
+func TestBadConfigurationIsRefused(t *testing.T) {
+	certs := e2e.WriteCerts(t)
+	for name, mutate := range map[string]func(*serve.Config){
+		"cert without key":   func(c *serve.Config) { c.TLSCert = certs.ServerCert },
+		"client CA alone":    func(c *serve.Config) { c.TLSClientCA = certs.CA },
+		"missing token":      func(c *serve.Config) { c.AuthTokenFile = filepath.Join(t.TempDir(), "none") },
+		"bad listen address": func(c *serve.Config) { c.Listen = "256.0.0.1:1" },
+		"bad metrics addr":   func(c *serve.Config) { c.Listen, c.MetricsListen = "127.0.0.1:0", "nope" },
+		"key is not a cert":  func(c *serve.Config) { c.TLSCert, c.TLSKey = certs.ServerKey, certs.ServerKey },
+	} {
+		cfg := defaults(t)
+		mutate(&cfg)
+		if _, err := serve.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
+			t.Errorf("%s: serve.New accepted it", name)
+		}
+	}
+}
+
+// fakeClient is a printer client whose calls go to the fake registered as service.
+func fakeClient(t *testing.T, addr, service string, opts ...grpc.DialOption) printerv1.PrinterServiceClient {
+	rewrite := func(method string) string { return "/" + service + method[strings.LastIndex(method, "/"):] }
+	opts = append(opts,
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoke(ctx, rewrite(method), req, reply, cc, opts...)
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, open grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return open(ctx, desc, cc, rewrite(method), opts...)
+		}))
+	return printerv1.NewPrinterServiceClient(e2e.Dial(t, addr, opts...))
+}
+
+func grpcLines(body []byte) string {
+	var out []string
+	for line := range strings.Lines(string(body)) {
+		if strings.HasPrefix(line, "grpc_") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
+}
