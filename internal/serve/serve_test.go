@@ -109,10 +109,11 @@ func (f *fakePrinter) Tail(_ *printerv1.TailRequest, stream printerv1.PrinterSer
 func start(t *testing.T, cfg serve.Config, services ...serve.Service) (*serve.Server, func() error) {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := serve.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), services...)
+	srv, err := serve.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("serve.New: %v", err)
 	}
+	srv.Register(services...)
 	ctx, cancel := context.WithCancel(context.Background())
 	result := make(chan error, 1)
 	go func() { result <- srv.Serve(ctx) }()
@@ -418,4 +419,40 @@ func grpcLines(body []byte) string {
 		}
 	}
 	return strings.Join(out, "")
+}
+
+// drainer is a service that, like the counter, calls another service of the same process
+// while it shuts down.
+type drainer struct {
+	local   func() grpc.ClientConnInterface
+	callErr error
+}
+
+func (d *drainer) Name() string                   { return "test.Drainer" }
+func (d *drainer) Register(grpc.ServiceRegistrar) {}
+func (d *drainer) Shutdown(ctx context.Context) error {
+	d.callErr = d.local().Invoke(ctx, "/test.P/Print", &printerv1.PrintRequest{Lines: []string{"last words"}}, &printerv1.PrintResponse{})
+	return nil
+}
+
+func TestLocalConnectionOutlivesShutdownOfLaterServices(t *testing.T) {
+	printer := newFake("test.P", nil)
+	d := &drainer{}
+	srv, stop := start(t, defaults(t), printer, d)
+	d.local = srv.Local
+	if err := srv.Local().Invoke(context.Background(), "/test.P/Print", &printerv1.PrintRequest{Lines: []string{"hello"}}, &printerv1.PrintResponse{}); err != nil {
+		t.Fatalf("in-process call: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+	if d.callErr != nil {
+		t.Fatalf("in-process call during shutdown: %v", d.callErr)
+	}
+	if n := printer.prints.Load(); n != 2 {
+		t.Fatalf("printer got %d prints, want 2", n)
+	}
+	if err := srv.Local().Invoke(context.Background(), "/test.P/Print", &printerv1.PrintRequest{Lines: []string{"too late"}}, &printerv1.PrintResponse{}); err == nil {
+		t.Fatal("in-process call after shutdown succeeded")
+	}
 }

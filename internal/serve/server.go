@@ -22,12 +22,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -38,13 +40,15 @@ type Service interface {
 	// Name is the service's full gRPC name (concur.printer.v1.PrinterService): its health
 	// status is reported under it.
 	Name() string
-	// Register adds the service's handlers to the server.
+	// Register adds the service's handlers to a gRPC server.
 	Register(grpc.ServiceRegistrar)
-	// Shutdown is called once, when the server has stopped taking new calls and is waiting
-	// for open ones. It finishes what the service accepted and ends the service's open streams
-	// (telling their clients why), so that the wait ends. Services are shut down in the
-	// reverse of the order they were given to New, so a service given later may still use one
-	// given earlier while it drains. Shutdown returns when its work is done or ctx ends.
+	// Shutdown is called once, when the server has stopped taking new calls from outside and
+	// is waiting for open ones. It finishes what the service accepted and ends the service's
+	// open streams (telling their clients why), so that the wait ends. Services are shut down
+	// in the reverse of the order they were registered in, and the in-process connection
+	// (Local) keeps working until every Shutdown has returned, so a service registered later
+	// may still call one registered earlier while it drains. Shutdown returns when its work is
+	// done or ctx ends.
 	Shutdown(ctx context.Context) error
 }
 
@@ -56,12 +60,21 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	lis      net.Listener
-	metrics  *http.Server
+	metrics  *grpcprom.ServerMetrics
+	registry *prometheus.Registry
+	http     *http.Server
 	mlis     net.Listener
+
+	// The in-process side: the same services on a second gRPC server, reached through memory
+	// without TLS or auth, for services that call each other inside one process.
+	local     *grpc.Server
+	localLis  *bufconn.Listener
+	localConn *grpc.ClientConn
 }
 
 // New builds the server and opens its listeners, so that Addr is known before Serve.
-func New(cfg Config, log *slog.Logger, services ...Service) (*Server, error) {
+// Register the services, then call Serve.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgBytes),
@@ -73,20 +86,51 @@ func New(cfg Config, log *slog.Logger, services ...Service) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tlsConf != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConf)))
-	}
 	var token []byte
 	if cfg.AuthTokenFile != "" {
 		if token, err = readToken(cfg.AuthTokenFile); err != nil {
 			return nil, err
 		}
 	}
-	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	unary, stream := interceptorChain(log, metrics, token)
-	opts = append(opts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --listen %s: %w", cfg.Listen, err)
+	}
+	var mlis net.Listener
+	if cfg.MetricsListen != "" {
+		if mlis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			lis.Close()
+			return nil, fmt.Errorf("listen on --metrics-listen %s: %w", cfg.MetricsListen, err)
+		}
+	}
+	// Nothing below fails but for a bug, so the listeners need no more cleaning up.
+	s := &Server{
+		cfg:      cfg,
+		lis:      lis,
+		mlis:     mlis,
+		log:      log,
+		health:   health.NewServer(),
+		metrics:  grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()),
+		registry: prometheus.NewRegistry(),
+		localLis: bufconn.Listen(1 << 20),
+	}
+	s.registry.MustRegister(s.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	s := &Server{cfg: cfg, log: log, services: services, grpc: grpc.NewServer(opts...), health: health.NewServer()}
+	unary, stream := interceptorChain(log, s.metrics, token)
+	external := slices.Concat(opts, []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})
+	if tlsConf != nil {
+		external = append(external, grpc.Creds(credentials.NewTLS(tlsConf)))
+	}
+	s.grpc = grpc.NewServer(external...)
+	unary, stream = interceptorChain(log, s.metrics, nil)
+	s.local = grpc.NewServer(slices.Concat(opts, []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})...)
+	s.localConn, err = grpc.NewClient("passthrough:///in-process",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.localLis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		panic(fmt.Sprintf("in-process connection: %v", err)) // a constant, valid target
+	}
+
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	refl := reflection.ServerOptions{Services: s.grpc, DescriptorResolver: protoregistry.GlobalFiles}
 	if cfg.Descriptors != nil {
@@ -94,28 +138,31 @@ func New(cfg Config, log *slog.Logger, services ...Service) (*Server, error) {
 	}
 	reflectionv1.RegisterServerReflectionServer(s.grpc, reflection.NewServerV1(refl))
 	reflectionv1alpha.RegisterServerReflectionServer(s.grpc, reflection.NewServer(refl))
-	for _, svc := range services {
-		svc.Register(s.grpc)
-		s.health.SetServingStatus(svc.Name(), healthpb.HealthCheckResponse_SERVING)
-	}
-	metrics.InitializeMetrics(s.grpc)
-
-	if s.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen on --listen %s: %w", cfg.Listen, err)
-	}
-	if cfg.MetricsListen != "" {
-		if s.mlis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			s.lis.Close()
-			return nil, fmt.Errorf("listen on --metrics-listen %s: %w", cfg.MetricsListen, err)
-		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if mlis != nil {
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	return s, nil
 }
+
+// Register adds services to the server, in start order, and marks each SERVING.
+func (s *Server) Register(services ...Service) {
+	for _, svc := range services {
+		svc.Register(s.grpc)
+		svc.Register(s.local)
+		s.health.SetServingStatus(svc.Name(), healthpb.HealthCheckResponse_SERVING)
+	}
+	s.services = append(s.services, services...)
+}
+
+// Local is a connection to the server's services through memory, for a service that calls
+// another in the same process (the counter forwarding to the printer). It skips TLS and
+// auth, runs the other interceptors, and outlives every service's Shutdown.
+func (s *Server) Local() grpc.ClientConnInterface { return s.localConn }
+
+// Metrics is the registry served at /metrics, for services' own collectors.
+func (s *Server) Metrics() prometheus.Registerer { return s.registry }
 
 // Addr is the address the gRPC listener is bound to.
 func (s *Server) Addr() net.Addr { return s.lis.Addr() }
@@ -133,11 +180,13 @@ func (s *Server) MetricsAddr() net.Addr {
 // work and ends its streams, and open calls are waited for until --shutdown-timeout, after
 // which they are cut. It returns nil when everything drained in time.
 func (s *Server) Serve(ctx context.Context) error {
+	s.metrics.InitializeMetrics(s.grpc)
 	served := make(chan error, 1)
 	go func() { served <- s.grpc.Serve(s.lis) }()
-	if s.metrics != nil {
+	go s.local.Serve(s.localLis) // returns when shutdown stops it
+	if s.http != nil {
 		go func() {
-			if err := s.metrics.Serve(s.mlis); !errors.Is(err, http.ErrServerClosed) {
+			if err := s.http.Serve(s.mlis); !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("metrics server failed", "err", err)
 			}
 		}()
@@ -167,26 +216,23 @@ func (s *Server) shutdown() error {
 	defer cancel()
 
 	s.health.Shutdown()
-	stopped := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(stopped)
-	}()
+	externalStopped := stopGracefully(s.grpc)
 	var errs []error
 	for _, svc := range slices.Backward(s.services) {
 		if err := svc.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shut down %s: %w", svc.Name(), err))
 		}
 	}
-	select {
-	case <-stopped:
-	case <-ctx.Done():
-		s.grpc.Stop()
-		<-stopped
+	// Every service has drained: the in-process calls between them may end now.
+	localStopped := stopGracefully(s.local)
+	externalCut := !waitOrStop(ctx, s.grpc, externalStopped)
+	localCut := !waitOrStop(ctx, s.local, localStopped)
+	if externalCut || localCut {
 		errs = append(errs, fmt.Errorf("open calls did not end within --shutdown-timeout %v; they were cut", s.cfg.ShutdownTimeout))
 	}
-	if s.metrics != nil {
-		if err := s.metrics.Shutdown(ctx); err != nil {
+	s.localConn.Close()
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop metrics server: %w", err))
 		}
 	}
@@ -197,6 +243,29 @@ func (s *Server) shutdown() error {
 		s.log.Info("shutdown complete")
 	}
 	return err
+}
+
+// waitOrStop waits for stopped, or for ctx to end and then stops srv at once; it reports
+// whether srv stopped gracefully.
+func waitOrStop(ctx context.Context, srv *grpc.Server, stopped <-chan struct{}) bool {
+	select {
+	case <-stopped:
+		return true
+	case <-ctx.Done():
+		srv.Stop()
+		<-stopped
+		return false
+	}
+}
+
+// stopGracefully starts srv.GracefulStop and returns a channel closed when it is done.
+func stopGracefully(srv *grpc.Server) <-chan struct{} {
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	return stopped
 }
 
 // tlsConfig returns the server's TLS configuration, or nil for plaintext.
@@ -245,4 +314,14 @@ func (f fallback) FindDescriptorByName(name protoreflect.FullName) (protoreflect
 		return d, nil
 	}
 	return f.then.FindDescriptorByName(name)
+}
+
+// Close releases a server that will not Serve: its listeners and in-process connection.
+func (s *Server) Close() {
+	s.lis.Close()
+	if s.mlis != nil {
+		s.mlis.Close()
+	}
+	s.localConn.Close()
+	s.localLis.Close()
 }
