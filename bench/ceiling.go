@@ -1,0 +1,16 @@
+package main
+
+import "context"
+
+func init() {
+	register("ceiling", func(ctx context.Context, e *env) ([]figure, error) {
+		r, err := e.ceiling(ctx, 50)
+		if err != nil {
+			return nil, err
+		}
+		return []figure{
+			{name: "no-op unary, 50 callers", value: rate(r.perSecond(), "calls")},
+			{name: "no-op unary latency p50 / p99", value: latency(r)},
+		}, nil
+	})
+}
