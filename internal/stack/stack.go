@@ -5,6 +5,7 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,10 +17,12 @@ import (
 
 	"github.com/concur-dev/concur/api"
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
-	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/internal/dial"
+	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/services/counter"
 )
 
 // Names are the services a stack can run, in start order. They stop in the reverse order,
@@ -31,6 +34,10 @@ type Config struct {
 	Serve    serve.Config
 	Services ServiceList
 	Jitter   time.Duration
+	Counter  counter.Config
+	// PrinterDial is where the counter sends its print jobs when the printer runs elsewhere
+	// (--printer-addr); left empty, the counter uses the printer of the same stack, if any.
+	PrinterDial dial.Config
 }
 
 // ServiceList is a set of service names, kept in start order; as a flag it is a
@@ -60,6 +67,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Services = slices.Clone(Names)
 	fs.Var(&c.Services, "services", "comma-separated `list` of the services to run: "+strings.Join(Names, ", "))
 	fs.DurationVar(&c.Jitter, "jitter", 0, "race amplifier: sleep a random time up to this `duration` between the steps of owners and forwarders (0 is off)")
+	c.Counter.RegisterFlags(fs)
+	c.PrinterDial.RegisterFlags(fs, "printer-", "printer the counter forwards to", "")
+	fs.Lookup("printer-addr").Usage += "; empty: this concurd's printer, if it runs one, else none"
 }
 
 // New opens a server with the configured services registered; call Serve on it.
@@ -72,10 +82,61 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var built []serve.Service
 	for _, name := range c.Services {
-		srv.Register(placeholders[name])
+		svc := placeholders[name]
+		if name == "counter" {
+			svc, err = newCounter(c, srv, log)
+		}
+		if err != nil {
+			for _, b := range slices.Backward(built) {
+				b.Shutdown(context.Background())
+			}
+			srv.Close()
+			return nil, fmt.Errorf("start the %s: %w", name, err)
+		}
+		built = append(built, svc)
 	}
+	srv.Register(built...)
 	return srv, nil
+}
+
+// newCounter builds the counter with its printer: the one at --printer-addr, else the
+// printer of this stack through the in-process connection, else none.
+func newCounter(c Config, srv *serve.Server, log *slog.Logger) (serve.Service, error) {
+	deps := counter.Deps{Jitter: jitter.New(c.Jitter), Log: log.With("service", "counter"), Metrics: srv.Metrics()}
+	var conn *grpc.ClientConn
+	switch {
+	case c.PrinterDial.Addr != "":
+		var err error
+		if conn, err = c.PrinterDial.Dial(counter.PrinterDialOptions()...); err != nil {
+			return nil, fmt.Errorf("--printer-addr: %w", err)
+		}
+		deps.Printer = printerv1.NewPrinterServiceClient(conn)
+	case slices.Contains(c.Services, "printer"):
+		deps.Printer = printerv1.NewPrinterServiceClient(srv.Local())
+	}
+	svc, err := counter.New(c.Counter, deps)
+	switch {
+	case err != nil && conn != nil:
+		conn.Close()
+		return nil, err
+	case err != nil:
+		return nil, err
+	case conn == nil:
+		return svc, nil
+	}
+	return closing{svc, conn.Close}, nil
+}
+
+// closing is a service that releases a resource of its own after its Shutdown.
+type closing struct {
+	serve.Service
+	close func() error
+}
+
+func (c closing) Shutdown(ctx context.Context) error {
+	return errors.Join(c.Service.Shutdown(ctx), c.close())
 }
 
 // placeholders answer UNIMPLEMENTED for every RPC of a service whose implementation has not
@@ -83,9 +144,6 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 var placeholders = map[string]serve.Service{
 	"printer": unimplemented{printerv1.PrinterService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
 		printerv1.RegisterPrinterServiceServer(r, printerv1.UnimplementedPrinterServiceServer{})
-	}},
-	"counter": unimplemented{counterv1.CounterService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
-		counterv1.RegisterCounterServiceServer(r, counterv1.UnimplementedCounterServiceServer{})
 	}},
 	"sitesize": unimplemented{sitesizev1.SiteSizeService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
 		sitesizev1.RegisterSiteSizeServiceServer(r, sitesizev1.UnimplementedSiteSizeServiceServer{})

@@ -1,0 +1,361 @@
+// Package counter is the talk's counter_manager as a gRPC service (RR 1000, RR 1001, RR 1003):
+// named counters owned by one goroutine, durable with group commit, forwarding the talk's
+// print job for every increment, in order, to the printer.
+//
+// Three goroutines do the work, each with its own job:
+//   - the owner (owner.go) is the only one that reads or writes counter state. Handlers send
+//     it messages and wait for its answer. It applies what is queued in one batch, commits the
+//     batch in one bbolt transaction (the counters, the outbox of print jobs, the request ids,
+//     the sequence), and only then answers, so an answered increment is on disk. It is also
+//     the only writer of the database.
+//   - the forwarder (forward.go) asks the owner for committed print jobs, sends them over one
+//     PrintStream, and tells the owner what the printer acknowledged, which the owner drops
+//     from the outbox in its next commit.
+//   - each IncrementStream call reads its messages in a goroutine of its own, so that the
+//     handler can end the call at shutdown even while the client sends nothing.
+package counter
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
+	"github.com/concur-dev/concur/api/violation"
+	"github.com/concur-dev/concur/internal/jitter"
+)
+
+// Memory is the --counter-db value that keeps nothing on disk.
+const Memory = ":memory:"
+
+// Config is the counter's configuration; every field has a flag.
+type Config struct {
+	DB           string        // bbolt file, or Memory
+	OutboxMax    int           // most print jobs waiting for the printer
+	RequestIDTTL time.Duration // how long a request id is remembered
+	RequestIDMax int           // most request ids remembered
+}
+
+// RegisterFlags defines the counter's flags on fs, with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DB, "counter-db", DefaultDB(), "bbolt database `file` for the counters, their outbox of print jobs and the request ids; "+Memory+" keeps nothing")
+	fs.IntVar(&c.OutboxMax, "counter-outbox-max", 100_000, "most print jobs waiting for the printer; past it Increment answers UNAVAILABLE rather than lose one")
+	fs.DurationVar(&c.RequestIDTTL, "counter-request-id-ttl", 24*time.Hour, "how long a request_id is remembered, so that a retry applies nothing")
+	fs.IntVar(&c.RequestIDMax, "counter-request-id-max", 100_000, "most request_ids remembered; the oldest are forgotten first")
+}
+
+// DefaultDB is counter.db in concur's folder under the user's state directory
+// ($XDG_STATE_HOME, else ~/.local/state), or "" when there is no home directory.
+func DefaultDB() string {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if !filepath.IsAbs(dir) {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "concur", "counter.db")
+}
+
+func (c Config) check() error {
+	switch {
+	case c.DB == "":
+		return errors.New("--counter-db is empty, and there is no home directory to default to: name a file, or " + Memory + " to keep nothing")
+	case c.OutboxMax < 1:
+		return fmt.Errorf("--counter-outbox-max %d: must be at least 1", c.OutboxMax)
+	case c.RequestIDTTL <= 0:
+		return fmt.Errorf("--counter-request-id-ttl %v: must be positive", c.RequestIDTTL)
+	case c.RequestIDMax < 1:
+		return fmt.Errorf("--counter-request-id-max %d: must be at least 1", c.RequestIDMax)
+	}
+	return nil
+}
+
+// Deps are what the counter is given by whoever assembles it.
+type Deps struct {
+	// Printer receives the print jobs; nil runs the counter without forwarding (no outbox).
+	Printer Printer
+	Jitter  jitter.Jitter
+	Log     *slog.Logger
+	// Metrics registers the counter's collectors; nil leaves them unregistered.
+	Metrics prometheus.Registerer
+}
+
+// Service is the counter service. Call Shutdown to release it, even if it never served.
+type Service struct {
+	counterv1.UnimplementedCounterServiceServer
+	owner   *owner
+	fwd     *forwarder // nil without a printer
+	stopFwd context.CancelFunc
+	closing chan struct{} // closed when Shutdown starts
+}
+
+// New opens the counter's database, loads it, and starts the owner and, with a printer, the
+// forwarder.
+func New(cfg Config, d Deps) (*Service, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(d.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	var st store = memoryStore{}
+	if cfg.DB != Memory {
+		if st, err = openBolt(cfg.DB); err != nil {
+			return nil, err
+		}
+	}
+	loaded, err := st.load(d.Printer != nil)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	s := &Service{
+		owner:   newOwner(cfg, st, loaded, d.Printer != nil, d.Jitter, log, m),
+		closing: make(chan struct{}),
+		stopFwd: func() {},
+	}
+	go s.owner.run()
+	if d.Printer != nil {
+		var ctx context.Context
+		ctx, s.stopFwd = context.WithCancel(context.Background())
+		s.fwd = &forwarder{printer: d.Printer, owner: s.owner, source: loaded.source, jitter: d.Jitter, log: log,
+			drain: make(chan struct{}), done: make(chan struct{})}
+		go s.fwd.run(ctx)
+	}
+	log.Info("counter ready", "db", cfg.DB, "counters", len(loaded.counters), "sequence", loaded.seq,
+		"printer", d.Printer != nil, "outbox", len(loaded.outbox), "source", loaded.source)
+	if loaded.waiting > 0 {
+		log.Warn("print jobs wait in the outbox but no printer is configured: run the counter with --printer-addr (or beside the printer) to print them",
+			"jobs", loaded.waiting)
+	}
+	return s, nil
+}
+
+// Name is the gRPC service name.
+func (s *Service) Name() string { return counterv1.CounterService_ServiceDesc.ServiceName }
+
+// Register adds the counter's handlers to r.
+func (s *Service) Register(r grpc.ServiceRegistrar) { counterv1.RegisterCounterServiceServer(r, s) }
+
+// Shutdown finishes what was accepted: the owner applies and commits what reached it and
+// refuses the rest, Watch and IncrementStream calls are ended telling why, the forwarder
+// hands the printer what it takes before ctx ends (the rest stays in the outbox for the next
+// start), and the database is closed.
+func (s *Service) Shutdown(ctx context.Context) error {
+	close(s.closing)
+	var errs []error
+	closing := &closeMsg{newReply()}
+	if err := s.owner.call(ctx, closing, &closing.reply); err != nil {
+		errs = append(errs, fmt.Errorf("stop taking increments: %w", err))
+	}
+	if s.fwd != nil {
+		close(s.fwd.drain)
+		select {
+		case <-s.fwd.done:
+		case <-ctx.Done():
+		}
+	}
+	s.stopFwd()
+	if s.fwd != nil {
+		<-s.fwd.done
+	}
+	stop := &stopMsg{newReply()}
+	s.owner.inbox <- stop // the owner runs until it takes this
+	<-stop.done
+	return errors.Join(append(errs, stop.err)...)
+}
+
+// Increment adds to a counter once the owner has applied and committed it.
+func (s *Service) Increment(ctx context.Context, req *counterv1.IncrementRequest) (*counterv1.IncrementResponse, error) {
+	m := &incrementMsg{reply: newReply(), name: counterv1.NameOrDefault(req.GetName()), requestID: req.GetRequestId(), delta: delta(req.Delta)}
+	if err := s.owner.send(ctx, m); err != nil {
+		return nil, callError(err, "the call ended before the counter took the increment: nothing was applied")
+	}
+	if err := s.owner.wait(ctx, &m.reply); err != nil {
+		return nil, callError(err, "the call ended before the counter answered: the increment may have been applied; retry with the same request_id to find out")
+	}
+	return &counterv1.IncrementResponse{Name: m.name, Value: new(m.value), Sequence: new(m.seq), Replayed: m.replayed}, nil
+}
+
+// IncrementStream applies each message whole or not at all, in order; the owner batches
+// messages from every stream into its commits.
+func (s *Service) IncrementStream(stream counterv1.CounterService_IncrementStreamServer) error {
+	ctx := stream.Context()
+	st := newStreamState()
+	reqs := make(chan *counterv1.IncrementStreamRequest)
+	ended := make(chan error, 1)
+	closing := s.closing
+	sent := 0
+	go func() { // Recv cannot be selected on; this goroutine ends with the call
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				ended <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case req := <-reqs:
+			if err := s.owner.send(ctx, &streamBatchMsg{stream: st, incs: req.GetIncrements()}); err != nil {
+				return callError(err, "the call ended before the counter took every message")
+			}
+			sent++
+		case err := <-ended:
+			if ctx.Err() != nil {
+				return callError(ctx.Err(), "the call ended")
+			}
+			sum, endErr := s.endStream(ctx, st)
+			if endErr != nil {
+				return endErr
+			}
+			if errors.Is(err, io.EOF) {
+				return stream.SendAndClose(sum)
+			}
+			// A message failed validation: the messages before it stay applied.
+			return withMessage(err, fmt.Sprintf("; the %d increments in the messages before it were applied", sum.GetApplied()))
+		case <-st.failed:
+			return st.err
+		case <-closing:
+			if sent == 0 {
+				return status.Error(codes.Unavailable, "the counter is shutting down: nothing of this stream was applied; send it when the counter is back")
+			}
+			closing = nil // the owner ends the stream, telling how much of it was applied
+		case <-ctx.Done():
+			return callError(ctx.Err(), "the call ended")
+		}
+	}
+}
+
+// endStream waits until every message the stream sent is applied and committed, and returns
+// the summary.
+func (s *Service) endStream(ctx context.Context, st *streamState) (*counterv1.IncrementStreamResponse, error) {
+	m := &streamEndMsg{reply: newReply(), stream: st}
+	if err := s.owner.call(ctx, m, &m.reply); err != nil {
+		return nil, callError(err, "the call ended before the counter confirmed the stream's increments")
+	}
+	return &counterv1.IncrementStreamResponse{Applied: new(m.applied), Counters: m.counters}, nil
+}
+
+// Get reads a counter through the owner.
+func (s *Service) Get(ctx context.Context, req *counterv1.GetRequest) (*counterv1.GetResponse, error) {
+	m := &getMsg{reply: newReply(), name: counterv1.NameOrDefault(req.GetName())}
+	if err := s.owner.call(ctx, m, &m.reply); err != nil {
+		return nil, callError(err, "the call ended before the counter answered")
+	}
+	return &counterv1.GetResponse{Name: m.name, Value: new(m.value)}, nil
+}
+
+// Join waits until every increment accepted before it is applied, on disk and, with a
+// printer, acknowledged by the printer.
+func (s *Service) Join(ctx context.Context, _ *counterv1.JoinRequest) (*counterv1.JoinResponse, error) {
+	m := &joinMsg{reply: newReply(), committed: make(chan struct{})}
+	if err := s.owner.send(ctx, m); err != nil {
+		return nil, callError(err, "the call ended before the Join reached the counter")
+	}
+	wctx, cancel := answerBeforeDeadline(ctx)
+	defer cancel()
+	if err := s.owner.wait(wctx, &m.reply); err != nil {
+		if wctx.Err() == nil {
+			return nil, err
+		}
+		select {
+		case <-m.committed:
+			return nil, callError(err, fmt.Sprintf("the increments up to sequence %d are applied and on disk, but the printer has not acknowledged all of their print jobs; they wait in the outbox and will be sent when it takes them", m.target))
+		default:
+			return nil, callError(err, "the call ended before the counter committed the increments accepted before the Join")
+		}
+	}
+	return &counterv1.JoinResponse{Sequence: new(m.target), Printed: m.printed}, nil
+}
+
+// Watch sends the counter's value, then every new value; values a slow watcher missed are
+// replaced by the latest.
+func (s *Service) Watch(req *counterv1.WatchRequest, stream counterv1.CounterService_WatchServer) error {
+	ctx := stream.Context()
+	w := &watcher{name: counterv1.NameOrDefault(req.GetName()), ch: make(chan watchValue, 1)}
+	defer s.owner.unwatch(w)
+	m := &watchMsg{reply: newReply(), w: w}
+	if err := s.owner.call(ctx, m, &m.reply); err != nil {
+		return callError(err, "the call ended before the counter answered")
+	}
+	v, ok := m.first, true
+	for {
+		if !ok {
+			return status.Error(codes.Unavailable, "the counter is shutting down; watch again when it is back")
+		}
+		if err := stream.Send(&counterv1.WatchResponse{Name: w.name, Value: new(v.value), Sequence: new(v.seq)}); err != nil {
+			return err
+		}
+		select {
+		case v, ok = <-w.ch:
+		case <-ctx.Done():
+			return callError(ctx.Err(), "the watch was ended by its caller")
+		}
+	}
+}
+
+// answerBeforeDeadline returns a context that ends a little before ctx's deadline, so that
+// the server's DEADLINE_EXCEEDED, with its message saying what is done, reaches the caller
+// before the caller's own deadline ends the call with a bare one.
+func answerBeforeDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, deadline.Add(-min(time.Until(deadline)/10, 100*time.Millisecond)))
+}
+
+// unwatch tells the owner to forget w, unless the owner has stopped.
+func (o *owner) unwatch(w *watcher) {
+	select {
+	case o.inbox <- &unwatchMsg{w}:
+	case <-o.stopped:
+	}
+}
+
+// callError turns the end of a call's context into its gRPC status with a message that says
+// what happened to the request; other errors are already statuses.
+func callError(err error, what string) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.Error(status.FromContextError(err).Code(), what)
+	}
+	return err
+}
+
+// withMessage adds to a status error's message, keeping its code and details.
+func withMessage(err error, more string) error {
+	p := status.Convert(err).Proto()
+	p.Message += more
+	return status.FromProto(p).Err()
+}
+
+func fieldError(field, description string) error {
+	var l violation.List
+	l.Add(field, description)
+	return l.Err()
+}

@@ -1,0 +1,210 @@
+package counter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+
+	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
+	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
+	"github.com/concur-dev/concur/internal/jitter"
+)
+
+// Printer is the part of the printer's contract the counter uses; the generated
+// printerv1.PrinterServiceClient has it. The counter knows the printer only through it.
+type Printer interface {
+	PrintStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[printerv1.PrintStreamRequest, printerv1.PrintStreamResponse], error)
+}
+
+// PrinterDialOptions are for a connection to a remote printer: gRPC's default reconnect
+// backoff grows to two minutes, which would leave print jobs waiting long after a restarted
+// printer is back.
+func PrinterDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+		MinConnectTimeout: 5 * time.Second,
+	})}
+}
+
+const (
+	jobsPerMessage = 512 // print jobs per PrintStreamRequest
+	minBackoff     = 50 * time.Millisecond
+	maxBackoff     = 2 * time.Second
+)
+
+// forwarder is the one goroutine that sends the outbox to the printer, in sequence order,
+// over one PrintStream (RR 1001). It never touches the outbox: it asks the owner for the
+// committed print jobs after the last one the printer acknowledged, sends them as one
+// message, waits for the receipts, and tells the owner, which drops them from the outbox in
+// its next commit. After a broken stream it starts again from the first unacknowledged job;
+// the printer acknowledges a job it already has without printing it again.
+type forwarder struct {
+	printer Printer
+	owner   *owner
+	source  string
+	jitter  jitter.Jitter
+	log     *slog.Logger
+	drain   chan struct{} // closed by Shutdown: send what is left, then stop
+	done    chan struct{} // closed when run returns
+	broken  bool          // the last session failed; the forwarder goroutine's own
+}
+
+func (f *forwarder) run(ctx context.Context) {
+	defer close(f.done)
+	var acked uint64 // the last sequence the printer acknowledged; 0 resends the whole outbox
+	wait := minBackoff
+	for {
+		progressed, err := f.session(ctx, &acked)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if f.draining() {
+			f.log.Warn("printer unreachable during shutdown: the print jobs not sent stay in the outbox", "err", err)
+			return
+		}
+		if progressed {
+			wait = minBackoff
+		}
+		level := slog.LevelDebug // while the printer stays away, say so once
+		if !f.broken {
+			level, f.broken = slog.LevelWarn, true
+		}
+		f.log.Log(ctx, level, "printer stream failed; retrying", "err", err, "retry_in", wait, "resend_from", acked+1)
+		select {
+		case <-time.After(wait/2 + rand.N(wait/2)):
+		case <-ctx.Done():
+			return
+		case <-f.drain:
+		}
+		wait = min(2*wait, maxBackoff)
+	}
+}
+
+func (f *forwarder) draining() bool {
+	select {
+	case <-f.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+// session sends print jobs over one PrintStream until it breaks (an error) or, once
+// draining, until the outbox is empty (nil).
+func (f *forwarder) session(ctx context.Context, acked *uint64) (progressed bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := f.printer.PrintStream(ctx)
+	if err != nil {
+		return false, fmt.Errorf("open PrintStream: %w", err)
+	}
+	for {
+		jobs, err := f.owner.pull(ctx, *acked, f.drain)
+		if err != nil {
+			return progressed, err
+		}
+		if len(jobs) == 0 { // drained
+			stream.CloseSend()
+			for {
+				if _, err := stream.Recv(); err != nil {
+					return progressed, nil
+				}
+			}
+		}
+		req := f.request(jobs)
+		f.jitter.Sleep()
+		if err := stream.Send(req); err != nil {
+			if _, rerr := stream.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+				err = rerr // the stream's status says more than Send's io.EOF
+			}
+			return progressed, fmt.Errorf("send print jobs %d to %d: %w", jobs[0].seq, jobs[len(jobs)-1].seq, err)
+		}
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			err = errors.New("the printer ended the stream")
+		}
+		if err != nil {
+			return progressed, fmt.Errorf("receipts for print jobs %d to %d: %w", jobs[0].seq, jobs[len(jobs)-1].seq, err)
+		}
+		if err := checkReceipts(req, resp); err != nil {
+			return progressed, err
+		}
+		f.jitter.Sleep()
+		last := jobs[len(jobs)-1].seq
+		if err := f.owner.send(ctx, &ackMsg{through: last}); err != nil {
+			return progressed, err
+		}
+		if f.broken {
+			f.log.Info("printer reached again", "resent_from", jobs[0].seq)
+			f.broken = false
+		}
+		*acked, progressed = last, true
+	}
+}
+
+func (f *forwarder) request(jobs []printJob) *printerv1.PrintStreamRequest {
+	req := &printerv1.PrintStreamRequest{Jobs: make([]*printerv1.PrintJob, len(jobs))}
+	for i, j := range jobs {
+		req.Jobs[i] = &printerv1.PrintJob{Lines: j.lines(), Source: f.source, SourceSequence: j.seq}
+	}
+	return req
+}
+
+// lines are the talk's print job: `The count is N` and a rule for the talk's counter, one
+// line naming the counter for the others.
+func (j printJob) lines() []string {
+	n := strconv.FormatInt(j.value, 10)
+	if j.name == counterv1.DefaultName {
+		return []string{"The count is " + n, "---------------"}
+	}
+	return []string{"The count of " + j.name + " is " + n}
+}
+
+func checkReceipts(req *printerv1.PrintStreamRequest, resp *printerv1.PrintStreamResponse) error {
+	if len(resp.GetReceipts()) != len(req.GetJobs()) {
+		return fmt.Errorf("the printer answered %d print jobs with %d receipts", len(req.GetJobs()), len(resp.GetReceipts()))
+	}
+	for i, r := range resp.GetReceipts() {
+		if j := req.GetJobs()[i]; r.GetSource() != j.GetSource() || r.GetSourceSequence() != j.GetSourceSequence() {
+			return fmt.Errorf("the printer's receipt %d is for %s/%d, not for print job %s/%d", i, r.GetSource(), r.GetSourceSequence(), j.GetSource(), j.GetSourceSequence())
+		}
+	}
+	return nil
+}
+
+// pull asks the owner for up to jobsPerMessage committed print jobs after sequence after,
+// waiting for some unless drain is closed.
+func (o *owner) pull(ctx context.Context, after uint64, drain <-chan struct{}) ([]printJob, error) {
+	for {
+		m := &pullMsg{reply: newReply(), after: after, max: jobsPerMessage}
+		select {
+		case <-drain:
+		default:
+			m.wait = true
+		}
+		if err := o.send(ctx, m); err != nil {
+			return nil, err
+		}
+		var wake <-chan struct{}
+		if m.wait {
+			wake = drain
+		}
+		select {
+		case <-m.done:
+			return m.jobs, m.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-o.stopped:
+			return nil, errShuttingDown
+		case <-wake: // ask again without waiting
+		}
+	}
+}
