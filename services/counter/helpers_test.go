@@ -53,7 +53,7 @@ type counterServer struct {
 	stop func() error
 }
 
-func startCounter(t *testing.T, cfg counter.Config, deps counter.Deps) *counterServer {
+func startCounter(t testing.TB, cfg counter.Config, deps counter.Deps) *counterServer {
 	t.Helper()
 	if deps.Log == nil {
 		deps.Log = quiet
@@ -86,7 +86,7 @@ func startCounter(t *testing.T, cfg counter.Config, deps counter.Deps) *counterS
 	return s
 }
 
-func dial(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+func dial(t testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
@@ -97,7 +97,7 @@ func dial(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 }
 
 // printerClient is the counter's side of a connection to the printer at addr.
-func printerClient(t *testing.T, addr string) printerv1.PrinterServiceClient {
+func printerClient(t testing.TB, addr string) printerv1.PrinterServiceClient {
 	t.Helper()
 	return printerv1.NewPrinterServiceClient(dial(t, addr, counter.PrinterDialOptions()...))
 }

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
+	"github.com/concur-dev/concur/services/counter"
+)
+
+// The counter's scenarios run it without a printer: the figures are the counter's own (the
+// owner, group commit, the disk), and Redis INCR, the yardstick, prints nothing either. With
+// a printer attached, the rate of print jobs is the printer's figure, measured in its own
+// scenarios.
+func init() {
+	register("counter-unary", counterUnary)
+	register("counter-stream", counterStream)
+}
+
+const (
+	streamCallers  = 4    // concurrent IncrementStream calls
+	streamBatch    = 1000 // increments per IncrementStreamRequest
+	unaryCallers   = 50
+	redisClients   = 50
+	redisPipeline  = 16
+	redisCalibrate = 200_000 // requests of redis-benchmark's warm-up, which also sizes the measured run
+)
+
+// counterClient starts a counter on db (a file in a fresh folder unless counter.Memory) on
+// the bench's server and returns a client.
+func (e *env) counterClient(db string) (counterv1.CounterServiceClient, error) {
+	var cfg counter.Config
+	cfg.RegisterFlags(flag.NewFlagSet("bench", flag.ContinueOnError))
+	cfg.DB = db
+	if db != counter.Memory {
+		dir, err := os.MkdirTemp("", "concur-bench-")
+		if err != nil {
+			return nil, err
+		}
+		e.closers = append(e.closers, func() { os.RemoveAll(dir) })
+		cfg.DB = filepath.Join(dir, "counter.db")
+	}
+	svc, err := counter.New(cfg, counter.Deps{})
+	if err != nil {
+		return nil, err
+	}
+	_, conn, err := e.server(svc)
+	if err != nil {
+		svc.Shutdown(context.Background())
+		return nil, err
+	}
+	return counterv1.NewCounterServiceClient(conn), nil
+}
+
+// counterUnary measures unary Increment at 50 callers, durable and in memory, against the
+// no-op unary ceiling of the same server stack.
+func counterUnary(ctx context.Context, e *env) ([]figure, error) {
+	ceiling, err := e.ceiling(ctx, unaryCallers)
+	if err != nil {
+		return nil, err
+	}
+	var figs []figure
+	for _, db := range []string{"durable", counter.Memory} {
+		c, err := e.counterClient(db)
+		if err != nil {
+			return nil, err
+		}
+		req := &counterv1.IncrementRequest{}
+		r := closedLoop(ctx, unaryCallers, e.duration, func(ctx context.Context) error {
+			_, err := c.Increment(ctx, req)
+			return err
+		})
+		if r.errors > 0 {
+			return nil, fmt.Errorf("Increment (%s): %d errors", db, r.errors)
+		}
+		ratio := r.perSecond() / ceiling.perSecond()
+		f := figure{name: fmt.Sprintf("Increment, %d callers, %s", unaryCallers, db), value: rate(r.perSecond(), "increments"),
+			ratio: fmt.Sprintf("%.2f of no-op", ratio)}
+		if db == "durable" {
+			f.target, f.met = ">= 0.80 of no-op", new(ratio >= 0.8)
+		}
+		figs = append(figs, f, figure{name: fmt.Sprintf("Increment latency p50 / p99, %s", db), value: latency(r)})
+	}
+	return append(figs, figure{name: fmt.Sprintf("no-op unary, %d callers (the ceiling)", unaryCallers), value: rate(ceiling.perSecond(), "calls")}), nil
+}
+
+// counterStream measures durable IncrementStream with batched messages beside Redis INCR
+// with 50 clients and a pipeline of 16 on the same machine, in the same run.
+func counterStream(ctx context.Context, e *env) ([]figure, error) {
+	c, err := e.counterClient("durable")
+	if err != nil {
+		return nil, err
+	}
+	msg := &counterv1.IncrementStreamRequest{Increments: make([]*counterv1.CounterIncrement, streamBatch)}
+	for i := range msg.Increments {
+		msg.Increments[i] = &counterv1.CounterIncrement{Name: "counter"} // delta 1, like INCR counter
+	}
+	if _, _, err := streamIncrements(ctx, c, msg, e.duration/5); err != nil { // warm-up
+		return nil, err
+	}
+	applied, elapsed, err := streamIncrements(ctx, c, msg, e.duration)
+	if err != nil {
+		return nil, err
+	}
+	ours := float64(applied) / elapsed.Seconds()
+
+	redis, err := startRedis(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer redis.stop()
+	pipelined := []string{"-c", fmt.Sprint(redisClients), "-P", fmt.Sprint(redisPipeline)}
+	calibration, err := redis.incr(ctx, redisCalibrate, pipelined...)
+	if err != nil {
+		return nil, err
+	}
+	yardstick, err := redis.incr(ctx, int(calibration*e.duration.Seconds()), pipelined...)
+	if err != nil {
+		return nil, err
+	}
+	ratio := ours / yardstick
+	return []figure{
+		{name: fmt.Sprintf("IncrementStream, durable, %d streams of messages of %s increments", streamCallers, thousands(streamBatch)),
+			value: rate(ours, "increments"), ratio: fmt.Sprintf("%.2fx Redis", ratio), target: ">= 2x Redis", met: new(ratio >= 2)},
+		{name: fmt.Sprintf("Redis INCR, redis-benchmark -c %d -P %d (the yardstick)", redisClients, redisPipeline), value: rate(yardstick, "increments")},
+	}, nil
+}
+
+// streamIncrements sends msg over streamCallers IncrementStream calls, back to back, for d,
+// and returns how many increments the counter confirmed and the time until it confirmed the
+// last.
+func streamIncrements(ctx context.Context, c counterv1.CounterServiceClient, msg *counterv1.IncrementStreamRequest, d time.Duration) (uint64, time.Duration, error) {
+	start := time.Now()
+	end := start.Add(d)
+	var applied atomic.Uint64
+	errs := make([]error, streamCallers)
+	var wg sync.WaitGroup
+	for i := range streamCallers {
+		wg.Go(func() {
+			s, err := c.IncrementStream(ctx)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			for time.Now().Before(end) {
+				if s.Send(msg) != nil {
+					break // CloseAndRecv has the status
+				}
+			}
+			sum, err := s.CloseAndRecv()
+			errs[i] = err
+			applied.Add(sum.GetApplied())
+		})
+	}
+	wg.Wait()
+	if err := slices.IndexFunc(errs, func(err error) bool { return err != nil }); err >= 0 {
+		return 0, 0, fmt.Errorf("IncrementStream: %w", errs[err])
+	}
+	return applied.Load(), time.Since(start), nil
+}
