@@ -39,8 +39,7 @@ type owner struct {
 	jitter     jitter.Jitter
 	log        *slog.Logger
 	metrics    *metrics
-	forwarding bool // a printer is configured: keep an outbox of print jobs
-	source     string
+	forwarding bool   // a printer is configured: keep an outbox of print jobs
 	seq        uint64 // the last sequence number handed out
 	durable    uint64 // the last sequence number on disk
 	counters   map[string]*counterState
@@ -211,7 +210,6 @@ func newOwner(cfg Config, st store, s *state, forwarding bool, j jitter.Jitter, 
 		log:        log,
 		metrics:    m,
 		forwarding: forwarding,
-		source:     s.source,
 		seq:        s.seq,
 		durable:    s.seq,
 		counters:   s.counters,
