@@ -200,6 +200,7 @@ func (s *Service) Increment(ctx context.Context, req *counterv1.IncrementRequest
 func (s *Service) IncrementStream(stream counterv1.CounterService_IncrementStreamServer) error {
 	ctx := stream.Context()
 	st := newStreamState()
+	defer s.owner.tell(&streamGoneMsg{st})
 	reqs := make(chan *counterv1.IncrementStreamRequest)
 	ended := make(chan error, 1)
 	closing := s.closing
@@ -298,7 +299,7 @@ func (s *Service) Join(ctx context.Context, _ *counterv1.JoinRequest) (*counterv
 func (s *Service) Watch(req *counterv1.WatchRequest, stream counterv1.CounterService_WatchServer) error {
 	ctx := stream.Context()
 	w := &watcher{name: counterv1.NameOrDefault(req.GetName()), ch: make(chan watchValue, 1)}
-	defer s.owner.unwatch(w)
+	defer s.owner.tell(&unwatchMsg{w})
 	m := &watchMsg{reply: newReply(), w: w}
 	if err := s.owner.call(ctx, m, &m.reply); err != nil {
 		return callError(err, "the call ended before the counter answered")
@@ -328,14 +329,6 @@ func answerBeforeDeadline(ctx context.Context) (context.Context, context.CancelF
 		return ctx, func() {}
 	}
 	return context.WithDeadline(ctx, deadline.Add(-min(time.Until(deadline)/10, 100*time.Millisecond)))
-}
-
-// unwatch tells the owner to forget w, unless the owner has stopped.
-func (o *owner) unwatch(w *watcher) {
-	select {
-	case o.inbox <- &unwatchMsg{w}:
-	case <-o.stopped:
-	}
 }
 
 // callError turns the end of a call's context into its gRPC status with a message that says

@@ -152,8 +152,9 @@ type (
 		w     *watcher
 		first watchValue // result
 	}
-	unwatchMsg struct{ w *watcher }
-	joinMsg    struct {
+	unwatchMsg    struct{ w *watcher }
+	streamGoneMsg struct{ stream *streamState } // its handler returned
+	joinMsg       struct {
 		reply
 		committed chan struct{} // closed once target is known and on disk
 		target    uint64
@@ -177,6 +178,7 @@ func (*streamEndMsg) increments() int     { return 0 }
 func (*getMsg) increments() int           { return 0 }
 func (*watchMsg) increments() int         { return 0 }
 func (*unwatchMsg) increments() int       { return 0 }
+func (*streamGoneMsg) increments() int    { return 0 }
 func (*joinMsg) increments() int          { return 0 }
 func (*pullMsg) increments() int          { return 0 }
 func (*ackMsg) increments() int           { return 0 }
@@ -296,6 +298,8 @@ func (o *owner) apply(m message) {
 		o.ready(&m.reply)
 	case *unwatchMsg:
 		o.dropWatcher(m.w)
+	case *streamGoneMsg:
+		delete(o.open, m.stream)
 	case *joinMsg:
 		m.target = o.seq
 		o.joined = append(o.joined, m)
@@ -338,6 +342,8 @@ func (o *owner) refuse(m message) {
 		o.fail(&m.reply, o.failed)
 	case *unwatchMsg:
 		o.dropWatcher(m.w)
+	case *streamGoneMsg:
+		delete(o.open, m.stream)
 	case *joinMsg:
 		o.fail(&m.reply, o.failed)
 	case *pullMsg:
@@ -749,6 +755,14 @@ func (o *owner) wait(ctx context.Context, r *reply) error {
 		default:
 			return errShuttingDown
 		}
+	}
+}
+
+// tell sends m, which needs no answer, unless the owner has stopped.
+func (o *owner) tell(m message) {
+	select {
+	case o.inbox <- m:
+	case <-o.stopped:
 	}
 }
 

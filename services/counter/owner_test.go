@@ -179,3 +179,19 @@ func BenchmarkOwner(b *testing.B) {
 		})
 	}
 }
+
+// A stream whose caller went away is forgotten, so that abandoned calls do not pile up.
+func TestGoneStreamIsForgotten(t *testing.T) {
+	noLeaks(t)
+	o := startOwner(t, memoryStore{}, false)
+	s := newStreamState()
+	o.inbox <- &streamBatchMsg{stream: s, incs: []*counterv1.CounterIncrement{{}}}
+	o.tell(&streamGoneMsg{s})
+	g := &getMsg{reply: newReply(), name: "default"}
+	if err := o.call(context.Background(), g, &g.reply); err != nil || g.value != 1 {
+		t.Fatalf("Get = %d, %v", g.value, err)
+	}
+	if len(o.open) != 0 { // read after the owner answered, with nothing else in flight
+		t.Fatalf("%d streams still open", len(o.open))
+	}
+}
