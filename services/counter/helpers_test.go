@@ -14,7 +14,6 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
@@ -74,7 +73,7 @@ func startCounter(t testing.TB, cfg counter.Config, deps counter.Deps) *counterS
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
-	conn := dial(t, srv.Addr().String())
+	conn := e2e.Dial(t, srv.Addr().String())
 	s := &counterServer{svc: svc, client: counterv1.NewCounterServiceClient(conn)}
 	s.stop = sync.OnceValue(func() error {
 		cancel()
@@ -86,20 +85,10 @@ func startCounter(t testing.TB, cfg counter.Config, deps counter.Deps) *counterS
 	return s
 }
 
-func dial(t testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
 // printerClient is the counter's side of a connection to the printer at addr.
 func printerClient(t testing.TB, addr string) printerv1.PrinterServiceClient {
 	t.Helper()
-	return printerv1.NewPrinterServiceClient(dial(t, addr, counter.PrinterDialOptions()...))
+	return printerv1.NewPrinterServiceClient(e2e.Dial(t, addr, counter.PrinterDialOptions()...))
 }
 
 // printerDouble implements the printer contract's PrintStream on a real gRPC server: a
