@@ -1,6 +1,7 @@
 package counterv1_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -71,6 +72,26 @@ func FuzzIncrementRequestValidate(f *testing.F) {
 		l.Printable("request_id", id, counterv1.MaxRequestIDBytes)
 		if l.Err() != nil || delta == 0 {
 			t.Fatalf("Validate accepted name=%q delta=%d id=%q", name, delta, id)
+		}
+	})
+}
+
+// FuzzIncrementStreamRequestValidate checks that a batch reports exactly the faults its
+// increments have on their own, each under its index.
+func FuzzIncrementStreamRequestValidate(f *testing.F) {
+	f.Add("a", int64(1), "\xff", int64(0))
+	f.Add("", int64(0), strings.Repeat("n", 201), int64(-1))
+	f.Fuzz(func(t *testing.T, name0 string, delta0 int64, name1 string, delta1 int64) {
+		incs := []*counterv1.CounterIncrement{{Name: name0, Delta: &delta0}, {Name: name1, Delta: &delta1}}
+		var want []string
+		for i, inc := range incs {
+			for _, f := range violation.Fields((&counterv1.IncrementRequest{Name: inc.Name, Delta: inc.Delta}).Validate()) {
+				want = append(want, fmt.Sprintf("increments[%d].%s", i, f))
+			}
+		}
+		got := violation.Fields((&counterv1.IncrementStreamRequest{Increments: incs}).Validate())
+		if !slices.Equal(got, want) {
+			t.Fatalf("fields %v, want %v", got, want)
 		}
 	})
 }
