@@ -89,9 +89,13 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 			svc, err = newCounter(c, srv, log)
 		}
 		if err != nil {
+			// Nothing was served: the services release what they hold (the counter its
+			// database), and give up on a printer they cannot reach.
+			ctx, cancel := context.WithTimeout(context.Background(), c.Serve.ShutdownTimeout)
 			for _, b := range slices.Backward(built) {
-				b.Shutdown(context.Background())
+				b.Shutdown(ctx)
 			}
+			cancel()
 			srv.Close()
 			return nil, fmt.Errorf("start the %s: %w", name, err)
 		}
