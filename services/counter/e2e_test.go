@@ -52,6 +52,7 @@ func TestKilledMidLoad(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	proc.Signal(t, syscall.SIGKILL)
+	proc.Wait(t.Context(), t) // its lock on the database goes with it
 	wg.Wait()
 	var all []string
 	var nAnswered int
