@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	"github.com/concur-dev/concur/services/counter"
 )
@@ -34,29 +36,48 @@ const (
 )
 
 // counterClient starts a counter on db (a file in a fresh folder unless counter.Memory) on
-// the bench's server and returns a client.
-func (e *env) counterClient(db string) (counterv1.CounterServiceClient, error) {
+// the bench's server and returns a client and the counter's metrics.
+func (e *env) counterClient(db string) (counterv1.CounterServiceClient, *prometheus.Registry, error) {
 	var cfg counter.Config
 	cfg.RegisterFlags(flag.NewFlagSet("bench", flag.ContinueOnError))
 	cfg.DB = db
 	if db != counter.Memory {
 		dir, err := os.MkdirTemp("", "concur-bench-")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		e.closers = append(e.closers, func() { os.RemoveAll(dir) })
 		cfg.DB = filepath.Join(dir, "counter.db")
 	}
-	svc, err := counter.New(cfg, counter.Deps{})
+	reg := prometheus.NewRegistry()
+	svc, err := counter.New(cfg, counter.Deps{Metrics: reg})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	_, conn, err := e.server(svc)
 	if err != nil {
 		svc.Shutdown(context.Background())
-		return nil, err
+		return nil, nil, err
 	}
-	return counterv1.NewCounterServiceClient(conn), nil
+	return counterv1.NewCounterServiceClient(conn), reg, nil
+}
+
+// commits reads from the counter's metrics how many commits it made, how many increments
+// they carried and how long they took in all, so that a figure can show the group commit.
+func commits(reg *prometheus.Registry) (n uint64, increments, seconds float64, err error) {
+	families, err := reg.Gather()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, f := range families {
+		switch m := f.GetMetric()[0]; f.GetName() {
+		case "concur_counter_commit_seconds":
+			n, seconds = m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+		case "concur_counter_increments_total":
+			increments = m.GetCounter().GetValue()
+		}
+	}
+	return n, increments, seconds, nil
 }
 
 // counterUnary measures unary Increment at 50 callers, durable and in memory, against the
@@ -68,7 +89,7 @@ func counterUnary(ctx context.Context, e *env) ([]figure, error) {
 	}
 	var figs []figure
 	for _, db := range []string{"durable", counter.Memory} {
-		c, err := e.counterClient(db)
+		c, reg, err := e.counterClient(db)
 		if err != nil {
 			return nil, err
 		}
@@ -87,6 +108,14 @@ func counterUnary(ctx context.Context, e *env) ([]figure, error) {
 			f.target, f.met = ">= 0.80 of no-op", new(ratio >= 0.8)
 		}
 		figs = append(figs, f, figure{name: fmt.Sprintf("Increment latency p50 / p99, %s", db), value: latency(r)})
+		if db == "durable" {
+			n, incs, secs, err := commits(reg)
+			if err != nil {
+				return nil, err
+			}
+			figs = append(figs, figure{name: "durable: group commit",
+				value: fmt.Sprintf("%.1f increments per commit, %v per commit", incs/float64(n), time.Duration(secs/float64(n)*1e9).Round(time.Microsecond))})
+		}
 	}
 	return append(figs, figure{name: fmt.Sprintf("no-op unary, %d callers (the ceiling)", unaryCallers), value: rate(ceiling.perSecond(), "calls")}), nil
 }
@@ -94,7 +123,7 @@ func counterUnary(ctx context.Context, e *env) ([]figure, error) {
 // counterStream measures durable IncrementStream with batched messages beside Redis INCR
 // with 50 clients and a pipeline of 16 on the same machine, in the same run.
 func counterStream(ctx context.Context, e *env) ([]figure, error) {
-	c, err := e.counterClient("durable")
+	c, _, err := e.counterClient("durable")
 	if err != nil {
 		return nil, err
 	}
