@@ -167,6 +167,10 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("stop taking increments: %w", err))
 	}
 	if s.fwd != nil {
+		s.fwd.patience = drainPatience
+		if deadline, ok := ctx.Deadline(); ok {
+			s.fwd.patience = min(drainPatience, time.Until(deadline)/2)
+		}
 		close(s.fwd.drain)
 		select {
 		case <-s.fwd.done:

@@ -611,3 +611,22 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("counter.New with a folder as --counter-db: no error")
 	}
 }
+
+// Shutdown hands the printer what waits in the outbox: jobs queued while the printer was away
+// are printed by the time the counter has shut down.
+func TestShutdownHandsOverTheOutbox(t *testing.T) {
+	noLeaks(t)
+	p := startPrinterDouble(t)
+	p.stop()
+	s := startCounter(t, config(t), counter.Deps{Printer: printerClient(t, p.addr)})
+	for range 50 {
+		if _, err := s.client.Increment(t.Context(), &counterv1.IncrementRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.restart(t)
+	if err := s.stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	checkTalkOutput(t, p.lines(), 1, 50)
+}

@@ -36,8 +36,12 @@ func PrinterDialOptions() []grpc.DialOption {
 
 const (
 	jobsPerMessage = 512 // print jobs per PrintStreamRequest
-	minBackoff     = 50 * time.Millisecond
-	maxBackoff     = 2 * time.Second
+	// drainPatience bounds how long a shutting-down forwarder waits for a printer that is
+	// away (at most half of the time left to shut down, so that the rest of the server gets
+	// its share): the jobs it does not hand over stay in the outbox for the next start.
+	drainPatience = 5 * time.Second
+	minBackoff    = 50 * time.Millisecond
+	maxBackoff    = 2 * time.Second
 )
 
 // forwarder is the one goroutine that sends the outbox to the printer, in sequence order,
@@ -53,21 +57,34 @@ type forwarder struct {
 	jitter  jitter.Jitter
 	log     *slog.Logger
 	drain   chan struct{} // closed by Shutdown: send what is left, then stop
-	done    chan struct{} // closed when run returns
-	broken  bool          // the last session failed; the forwarder goroutine's own
+	// patience is how long, once draining, to keep trying a printer that is away; Shutdown
+	// sets it before it closes drain.
+	patience time.Duration
+	done     chan struct{} // closed when run returns
+	broken   bool          // the last session failed; the forwarder goroutine's own
 }
 
 func (f *forwarder) run(ctx context.Context) {
 	defer close(f.done)
 	var acked uint64 // the last sequence the printer acknowledged; 0 resends the whole outbox
 	wait := minBackoff
+	patient := false
 	for {
+		if f.draining() && !patient {
+			// Shutting down: keep trying, waiting for the connection, but not for long.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, f.patience)
+			defer cancel()
+			patient = true
+		}
 		progressed, err := f.session(ctx, &acked)
-		if err == nil || ctx.Err() != nil {
+		if err == nil {
 			return
 		}
-		if f.draining() {
-			f.log.Warn("printer unreachable during shutdown: the print jobs not sent stay in the outbox", "err", err)
+		if ctx.Err() != nil {
+			if f.draining() {
+				f.log.Warn("the printer did not take every print job before shutdown: the rest stay in the outbox", "err", err)
+			}
 			return
 		}
 		if progressed {
@@ -102,7 +119,7 @@ func (f *forwarder) draining() bool {
 func (f *forwarder) session(ctx context.Context, acked *uint64) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := f.printer.PrintStream(ctx)
+	stream, err := f.printer.PrintStream(ctx, grpc.WaitForReady(f.draining()))
 	if err != nil {
 		return false, fmt.Errorf("open PrintStream: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -64,6 +65,7 @@ func startCounter(t testing.TB, cfg counter.Config, deps counter.Deps) *counterS
 	var scfg serve.Config
 	scfg.RegisterFlags(flag.NewFlagSet("test", flag.ContinueOnError))
 	scfg.Listen = "127.0.0.1:0"
+	scfg.ShutdownTimeout = 2 * time.Second // a printer that is away is waited for half of it
 	srv, err := serve.New(scfg, quiet)
 	if err != nil {
 		svc.Shutdown(context.Background())
