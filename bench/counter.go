@@ -101,7 +101,7 @@ func counterUnary(ctx context.Context, e *env) ([]figure, error) {
 			return settle(ctx, err)
 		})
 		if r.errors > 0 {
-			return nil, fmt.Errorf("Increment (%s): %d errors", db, r.errors)
+			return nil, fmt.Errorf("%d Increment calls failed (%s)", r.errors, db)
 		}
 		ratio := r.perSecond() / ceiling.perSecond()
 		f := figure{name: fmt.Sprintf("Increment, %d callers, %s", unaryCallers, db), value: rate(r.perSecond(), "increments"),
