@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -17,9 +18,10 @@ import (
 	"github.com/concur-dev/concur/api"
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
-	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/services/printer"
 )
 
 // Names are the services a stack can run, in start order. They stop in the reverse order,
@@ -31,6 +33,7 @@ type Config struct {
 	Serve    serve.Config
 	Services ServiceList
 	Jitter   time.Duration
+	Printer  printer.Config
 }
 
 // ServiceList is a set of service names, kept in start order; as a flag it is a
@@ -60,6 +63,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Services = slices.Clone(Names)
 	fs.Var(&c.Services, "services", "comma-separated `list` of the services to run: "+strings.Join(Names, ", "))
 	fs.DurationVar(&c.Jitter, "jitter", 0, "race amplifier: sleep a random time up to this `duration` between the steps of owners and forwarders (0 is off)")
+	c.Printer.RegisterFlags(fs)
 }
 
 // New opens a server with the configured services registered; call Serve on it.
@@ -72,18 +76,34 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var built []serve.Service
 	for _, name := range c.Services {
-		srv.Register(placeholders[name])
+		svc, err := build(c, name, log)
+		if err != nil {
+			for _, b := range slices.Backward(built) {
+				b.Shutdown(context.Background()) // nothing was accepted yet: it returns at once
+			}
+			srv.Close()
+			return nil, fmt.Errorf("start the %s: %w", name, err)
+		}
+		built = append(built, svc)
 	}
+	srv.Register(built...)
 	return srv, nil
+}
+
+// build constructs the named service from the stack's configuration.
+func build(c Config, name string, log *slog.Logger) (serve.Service, error) {
+	switch name {
+	case "printer":
+		return printer.New(c.Printer, os.Stdout, jitter.New(c.Jitter), log.With("service", "printer"))
+	}
+	return placeholders[name], nil
 }
 
 // placeholders answer UNIMPLEMENTED for every RPC of a service whose implementation has not
 // landed yet; each service's issue replaces its entry.
 var placeholders = map[string]serve.Service{
-	"printer": unimplemented{printerv1.PrinterService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
-		printerv1.RegisterPrinterServiceServer(r, printerv1.UnimplementedPrinterServiceServer{})
-	}},
 	"counter": unimplemented{counterv1.CounterService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
 		counterv1.RegisterCounterServiceServer(r, counterv1.UnimplementedCounterServiceServer{})
 	}},
