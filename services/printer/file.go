@@ -97,18 +97,14 @@ func reconcile(m mark, found bool, size uint64) recovery {
 
 // openFile opens the output file at path and its state, reconciles them, and returns the
 // last sequence in the file and the last source_sequence of each source in it.
-func openFile(path string, log *slog.Logger) (f *file, last uint64, sources map[string]uint64, err error) {
-	f = &file{path: path}
+func openFile(path string, log *slog.Logger) (*file, uint64, map[string]uint64, error) {
+	f := &file{path: path}
+	var err error
 	f.db, err = bolt.Open(f.statePath(), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("open the printer's state %s (is another printer using --printer-file %s?): %w", f.statePath(), path, err)
 	}
-	defer func() {
-		if err != nil {
-			f.db.Close()
-		}
-	}()
-	sources = map[string]uint64{}
+	sources := map[string]uint64{}
 	err = f.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(metaBucket)
 		if err != nil {
@@ -165,9 +161,11 @@ func openFile(path string, log *slog.Logger) (f *file, last uint64, sources map[
 		})
 	})
 	if err != nil {
+		f.db.Close()
 		return nil, 0, nil, fmt.Errorf("recover the printer's state %s: %w", f.statePath(), err)
 	}
 	if f.out, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err != nil {
+		f.db.Close()
 		return nil, 0, nil, fmt.Errorf("open --printer-file: %w", err)
 	}
 	return f, f.last, sources, nil
@@ -229,6 +227,11 @@ func (f *file) commit(b *batch) {
 	f.last = b.last()
 }
 
+// close records that the last batch is complete, so that a file truncated or replaced while
+// the printer is down is not taken for a batch that was cut short, and closes both files.
 func (f *file) close() error {
-	return errors.Join(f.out.Close(), f.db.Close())
+	settled := f.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(metaBucket).Put(markKey, mark{f.last, f.size, f.last, f.size}.encode())
+	})
+	return errors.Join(settled, f.out.Close(), f.db.Close())
 }

@@ -97,7 +97,6 @@ func (o *owner) accept(s *submission) {
 		seq := o.seq
 		r.Sequence = &seq
 		o.next.add(&printerv1.TailResponse{Sequence: &seq, Lines: j.GetLines()})
-		o.jitter.Sleep()
 	}
 	s.reply <- accepted{receipts: receipts}
 }
@@ -160,9 +159,10 @@ func (o *owner) woken() <-chan struct{} {
 	return o.wake
 }
 
-// batch is a run of accepted jobs that the writer writes in one go.
+// batch is a run of accepted jobs that the writer takes in one go.
 type batch struct {
 	bytes   []byte                    // the jobs' lines, each ended by a newline
+	ends    []int                     // where each job ends in bytes
 	jobs    []*printerv1.TailResponse // the jobs, in sequence order
 	sources map[string]uint64         // the last source_sequence of each source in the batch
 }
@@ -173,6 +173,7 @@ func (b *batch) add(j *printerv1.TailResponse) {
 	for _, line := range j.Lines {
 		b.bytes = append(append(b.bytes, line...), '\n')
 	}
+	b.ends = append(b.ends, len(b.bytes))
 	b.jobs = append(b.jobs, j)
 }
 

@@ -146,7 +146,11 @@ func (o *output) Write(p []byte) (int, error) {
 	return o.buf.Write(p)
 }
 
-func (o *output) lines() []string { o.mu.Lock(); defer o.mu.Unlock(); return splitLines(o.buf.String()) }
+func (o *output) lines() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return splitLines(o.buf.String())
+}
 
 // splitLines splits text into its newline-ended lines; a last line without its newline is
 // kept, so that a test sees it.

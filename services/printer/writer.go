@@ -1,7 +1,6 @@
 package printer
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"time"
@@ -46,35 +45,43 @@ func (w *writer) write(b *batch) {
 	if w.file != nil {
 		w.retry("record the batch in "+w.file.statePath(), func() error { return w.file.begin(b) })
 		w.jitter.Sleep()
-		w.copy(w.file, b.bytes, "--printer-file "+w.file.path)
+		w.copy(w.file, b, "--printer-file "+w.file.path)
 		w.retry("flush --printer-file "+w.file.path, w.file.sync)
 		w.file.commit(b)
 	}
 	if w.stdout != nil {
-		w.copy(w.stdout, b.bytes, "standard output")
+		w.copy(w.stdout, b, "standard output")
 	}
 	w.jitter.Sleep()
 }
 
-// copy writes p to dst, going on from where a failed write stopped. With jitter on it
-// writes a line at a time with a pause between lines, as the talk's print_manager does.
-func (w *writer) copy(dst io.Writer, p []byte, name string) {
+// copy writes b to dst in one go or, with jitter on, a job at a time with a pause between
+// jobs, so that anything else writing to dst would show between them.
+func (w *writer) copy(dst io.Writer, b *batch, name string) {
+	if !w.jitter.On() {
+		w.copyAll(dst, b.bytes, name)
+		return
+	}
+	start := 0
+	for _, end := range b.ends {
+		w.copyAll(dst, b.bytes[start:end], name)
+		start = end
+		w.jitter.Sleep()
+	}
+}
+
+// copyAll writes p to dst, going on from where a failed write stopped.
+func (w *writer) copyAll(dst io.Writer, p []byte, name string) {
 	failures := 0
 	for len(p) > 0 {
-		n := len(p)
-		if w.jitter.On() {
-			n = bytes.IndexByte(p, '\n') + 1
-		}
-		k, err := dst.Write(p[:n])
-		p = p[k:]
-		if err == nil && k < n {
+		n, err := dst.Write(p)
+		p = p[n:]
+		if err == nil && len(p) > 0 {
 			err = io.ErrShortWrite
 		}
 		if err != nil {
 			w.failed("write to "+name, err, &failures)
-			continue
 		}
-		w.jitter.Sleep()
 	}
 }
 
