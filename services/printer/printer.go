@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -35,6 +36,9 @@ type Config struct {
 	// File, when set, is an append-only file that gets every line too; the last sequence per
 	// source and the printer's own numbering are kept beside it in File+".state".
 	File string
+	// FlushInterval is the least time between the starts of two batches written to File and
+	// flushed to disk.
+	FlushInterval time.Duration
 	// Stdout turns printing to standard output on.
 	Stdout bool
 	// Queue is how many accepted jobs may wait to be written before Print waits for room.
@@ -51,6 +55,7 @@ type Config struct {
 // RegisterFlags defines the printer's flags on fs, with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.File, "printer-file", "", "append every printed line to this `file` too; the printer keeps its numbering and the last sequence per source beside it, in FILE.state, so they survive restarts")
+	fs.DurationVar(&c.FlushInterval, "printer-flush-interval", 10*time.Millisecond, "with --printer-file, the least `time` between two flushes to disk: jobs accepted meanwhile go out together in the next one, so that under load one fsync serves many jobs; Join may wait up to this long (0 flushes as soon as the last flush is done)")
 	fs.BoolVar(&c.Stdout, "printer-stdout", true, "print to the process's standard output (--printer-stdout=false turns it off)")
 	fs.IntVar(&c.Queue, "printer-queue", 10000, "most accepted `jobs` waiting to be written; when the queue is full, Print waits for room until its deadline")
 	fs.IntVar(&c.History, "printer-history", 10000, "written `jobs` kept for Tail to read back")
@@ -71,6 +76,9 @@ func (c Config) check() error {
 		if f.value < 1 {
 			errs = append(errs, fmt.Errorf("%s is %d; it must be 1 or more", f.name, f.value))
 		}
+	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("--printer-flush-interval is %v; it must be 0 or more", c.FlushInterval))
 	}
 	return errors.Join(errs...)
 }
@@ -99,7 +107,7 @@ func New(cfg Config, stdout io.Writer, j jitter.Jitter, log *slog.Logger) (*Prin
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	w := &writer{jitter: j, log: log, in: make(chan *batch, 1), out: make(chan *batch, 1)}
+	w := &writer{jitter: j, log: log, interval: cfg.FlushInterval, in: make(chan *batch), out: make(chan *batch, 1)}
 	if cfg.Stdout {
 		w.stdout = stdout
 	}

@@ -11,12 +11,13 @@ import (
 // writer owns the sinks: only its goroutine (run) writes to them. It takes batches from the
 // owner one at a time on in, writes each to every sink, and hands it back on out.
 type writer struct {
-	jitter jitter.Jitter
-	log    *slog.Logger
-	stdout io.Writer // nil when printing to standard output is off
-	file   *file     // nil without --printer-file
-	in     chan *batch
-	out    chan *batch
+	jitter   jitter.Jitter
+	log      *slog.Logger
+	stdout   io.Writer     // nil when printing to standard output is off
+	file     *file         // nil without --printer-file
+	interval time.Duration // with a file, the least time between the starts of two batches
+	in       chan *batch   // unbuffered: the owner keeps gathering jobs until the writer takes them
+	out      chan *batch
 }
 
 // Retrying a failing sink waits this long at first, doubling up to the maximum.
@@ -26,10 +27,18 @@ const (
 )
 
 // run writes batches until in is closed, then closes the file and returns its error.
+//
+// Each fsync is costly, and not only to the printer: on a shared machine it slows everything
+// else too. So with a file the writer takes a batch at most once per interval, and whatever
+// the owner accepts meanwhile goes out together with one fsync.
 func (w *writer) run() error {
 	for b := range w.in {
+		start := time.Now()
 		w.write(b)
 		w.out <- b
+		if w.file != nil {
+			time.Sleep(time.Until(start.Add(w.interval)))
+		}
 	}
 	if w.file == nil {
 		return nil
