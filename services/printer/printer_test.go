@@ -312,12 +312,8 @@ func TestPrintStreamResentAfterABreak(t *testing.T) {
 		return req
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := r.client.PrintStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range 5 {
+	exchange := func(stream printerv1.PrinterService_PrintStreamClient, m int) []*printerv1.PrintReceipt {
+		t.Helper()
 		if err := stream.Send(message(m)); err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +321,16 @@ func TestPrintStreamResentAfterABreak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, rc := range resp.GetReceipts() {
+		return resp.GetReceipts()
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := r.client.PrintStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range 5 {
+		for i, rc := range exchange(stream, m) {
 			n := 10*m + i + 1
 			if rc.GetSequence() != uint64(n) || rc.GetSource() != "sender" || rc.GetSourceSequence() != uint64(n) || rc.GetDuplicate() {
 				t.Fatalf("receipt for job %d: %v", n, rc)
@@ -341,14 +346,7 @@ func TestPrintStreamResentAfterABreak(t *testing.T) {
 	}
 	duplicates := 0
 	for m := range 10 {
-		if err := stream.Send(message(m)); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := stream.Recv()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, rc := range resp.GetReceipts() {
+		for i, rc := range exchange(stream, m) {
 			if n := 10*m + i + 1; rc.GetSourceSequence() != uint64(n) || rc.GetDuplicate() == (rc.Sequence != nil) {
 				t.Fatalf("receipt for resent job %d: %v", n, rc)
 			}
