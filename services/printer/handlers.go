@@ -124,15 +124,11 @@ func (p *Printer) Tail(req *printerv1.TailRequest, stream grpc.ServerStreamingSe
 			}
 			next = j.GetSequence() + 1
 		}
-		if req.GetHistoryOnly() && next > end {
-			return nil
-		}
-		if len(pg.jobs) > 0 {
-			continue
-		}
 		switch {
-		case req.GetHistoryOnly():
+		case req.GetHistoryOnly() && next > end:
 			return nil
+		case len(pg.jobs) > 0:
+			continue
 		case stopped:
 			return failure(codes.Unavailable, "SHUTTING_DOWN", map[string]string{"resume_sequence": strconv.FormatUint(next, 10)},
 				"the printer is shutting down and everything it wrote has been sent; call Tail again from %d once it is back", next)

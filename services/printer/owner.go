@@ -40,7 +40,7 @@ type joinWaiter struct {
 }
 
 // run serves until stopping is closed and every accepted job is written, then closes the
-// writer and waits for it to close the sinks.
+// writer's input, so that it closes the sinks, and wakes the Tails that wait for more.
 func (o *owner) run(intake <-chan *submission, calls <-chan func(*owner), stopping <-chan struct{}, w *writer) {
 	stopped := false
 	for !stopped || o.writing || len(o.next.jobs) > 0 {
