@@ -162,3 +162,19 @@ func TestDamagedStateIsRefused(t *testing.T) {
 		t.Fatalf("opening a damaged state: %v", err)
 	}
 }
+
+// FuzzDecodeMark checks that any bytes decode as a mark exactly when they are 32 long, and
+// that a mark encodes back to the bytes it came from.
+func FuzzDecodeMark(f *testing.F) {
+	f.Add(mark{1, 2, 3, 4}.encode())
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMark(b)
+		if (err == nil) != (len(b) == 32) {
+			t.Fatalf("decodeMark(%d bytes) = %v", len(b), err)
+		}
+		if err == nil && !bytes.Equal(m.encode(), b) {
+			t.Fatalf("decodeMark(%x) = %+v, which encodes as %x", b, m, m.encode())
+		}
+	})
+}
