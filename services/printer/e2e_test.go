@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -359,4 +360,26 @@ func TestReadmeExamples(t *testing.T) {
 	}
 	expect(stderr, "Code: OutOfRange", "the oldest kept is 6", `"reason": "SEQUENCE_NOT_KEPT"`, `"oldest_sequence": "6"`)
 	stopConcurd(t, p)
+}
+
+// concurd refuses to start on a bad printer flag, or on a file another concurd prints to,
+// saying why.
+func TestConcurdRefusesToStart(t *testing.T) {
+	noLeaks(t)
+	path := filepath.Join(t.TempDir(), "out.txt")
+	e2e.StartConcurd(t, "--services=printer", "--printer-file="+path)
+	for _, tt := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--printer-queue=0"}, "--printer-queue is 0; it must be 1 or more"},
+		{[]string{"--printer-flush-interval=-1s"}, "--printer-flush-interval is -1s"},
+		{[]string{"--printer-file=" + path}, "is another printer using --printer-file " + path},
+	} {
+		_, stderr, err := e2e.RunErr(t, "", e2e.Concurd(t), append([]string{"--listen=127.0.0.1:0"}, tt.args...)...)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr, tt.says) {
+			t.Errorf("concurd %v: %v, stderr %q; want exit 1 saying %q", tt.args, err, stderr, tt.says)
+		}
+	}
 }
