@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
 	"github.com/concur-dev/concur/services/counter"
+	"github.com/concur-dev/concur/services/printer"
 )
 
 // Names are the services a stack can run, in start order. They stop in the reverse order,
@@ -34,6 +36,7 @@ type Config struct {
 	Serve    serve.Config
 	Services ServiceList
 	Jitter   time.Duration
+	Printer  printer.Config
 	Counter  counter.Config
 	// PrinterDial is where the counter sends its print jobs when the printer runs elsewhere
 	// (--printer-addr); left empty, the counter uses the printer of the same stack, if any.
@@ -67,6 +70,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Services = slices.Clone(Names)
 	fs.Var(&c.Services, "services", "comma-separated `list` of the services to run: "+strings.Join(Names, ", "))
 	fs.DurationVar(&c.Jitter, "jitter", 0, "race amplifier: sleep a random time up to this `duration` between the steps of owners and forwarders (0 is off)")
+	c.Printer.RegisterFlags(fs)
 	c.Counter.RegisterFlags(fs)
 	c.PrinterDial.RegisterFlags(fs, "printer-", "printer the counter forwards to", "")
 	fs.Lookup("printer-addr").Usage += "; empty: this concurd's printer, if it runs one, else none"
@@ -84,10 +88,7 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 	}
 	var built []serve.Service
 	for _, name := range c.Services {
-		svc := placeholders[name]
-		if name == "counter" {
-			svc, err = newCounter(c, srv, log)
-		}
+		svc, err := build(c, name, srv, log)
 		if err != nil {
 			// Nothing was served: the services release what they hold (the counter its
 			// database), and give up on a printer they cannot reach.
@@ -103,6 +104,17 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 	}
 	srv.Register(built...)
 	return srv, nil
+}
+
+// build constructs the named service from the stack's configuration.
+func build(c Config, name string, srv *serve.Server, log *slog.Logger) (serve.Service, error) {
+	switch name {
+	case "printer":
+		return printer.New(c.Printer, os.Stdout, jitter.New(c.Jitter), log.With("service", "printer"))
+	case "counter":
+		return newCounter(c, srv, log)
+	}
+	return placeholders[name], nil
 }
 
 // newCounter builds the counter with its printer: the one at --printer-addr, else the
@@ -146,9 +158,6 @@ func (c closing) Shutdown(ctx context.Context) error {
 // placeholders answer UNIMPLEMENTED for every RPC of a service whose implementation has not
 // landed yet; each service's issue replaces its entry.
 var placeholders = map[string]serve.Service{
-	"printer": unimplemented{printerv1.PrinterService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
-		printerv1.RegisterPrinterServiceServer(r, printerv1.UnimplementedPrinterServiceServer{})
-	}},
 	"sitesize": unimplemented{sitesizev1.SiteSizeService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
 		sitesizev1.RegisterSiteSizeServiceServer(r, sitesizev1.UnimplementedSiteSizeServiceServer{})
 	}},

@@ -48,7 +48,8 @@ type PrinterServiceClient interface {
 	// each request message with one response holding a receipt per job, in the same order.
 	// Jobs that carry a source and a source_sequence already accepted are acknowledged again
 	// (duplicate = true) and not printed twice, so a sender may resend after a broken stream.
-	// A bad job ends the stream with INVALID_ARGUMENT naming it; the jobs before it stay accepted.
+	// A request message is accepted whole or not at all: one holding a bad job ends the stream
+	// with INVALID_ARGUMENT naming the job's field, and the messages before it stay accepted.
 	PrintStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PrintStreamRequest, PrintStreamResponse], error)
 	// Join is a barrier (the talk's print_queue.join()): it returns once every job accepted
 	// before it has been written to every sink and a file sink flushed, with the sequence number
@@ -139,7 +140,8 @@ type PrinterServiceServer interface {
 	// each request message with one response holding a receipt per job, in the same order.
 	// Jobs that carry a source and a source_sequence already accepted are acknowledged again
 	// (duplicate = true) and not printed twice, so a sender may resend after a broken stream.
-	// A bad job ends the stream with INVALID_ARGUMENT naming it; the jobs before it stay accepted.
+	// A request message is accepted whole or not at all: one holding a bad job ends the stream
+	// with INVALID_ARGUMENT naming the job's field, and the messages before it stay accepted.
 	PrintStream(grpc.BidiStreamingServer[PrintStreamRequest, PrintStreamResponse]) error
 	// Join is a barrier (the talk's print_queue.join()): it returns once every job accepted
 	// before it has been written to every sink and a file sink flushed, with the sequence number

@@ -1,0 +1,182 @@
+// Package printer is the one owner of the output: the talk's print_manager (RR 1000, RR 1003)
+// as a gRPC service.
+//
+// Two goroutines share the work, each the only one to touch what it owns, and they talk by
+// channels:
+//
+//   - the owner (owner.go) holds the sequence counter, the last sequence seen from each
+//     source, the batch of accepted jobs not yet handed on, the history ring that Tail reads
+//     and the Join waiters. Handlers send it messages and wait for its answer.
+//   - the writer (writer.go) holds the sinks: standard output, the append-only file and the
+//     state database beside it. It takes one batch at a time from the owner, writes it to
+//     every sink and hands it back.
+//
+// So accepting never waits for a disk, and whatever the owner gathers while the writer is busy
+// leaves as the next batch: under load the batches grow and the cost of each fsync is shared.
+package printer
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
+	"github.com/concur-dev/concur/internal/jitter"
+)
+
+// Config is how a printer runs; every field has a flag (RegisterFlags).
+type Config struct {
+	// File, when set, is an append-only file that gets every line too; the last sequence per
+	// source and the printer's own numbering are kept beside it in File+".state".
+	File string
+	// FlushInterval is the least time between the starts of two batches written to File and
+	// flushed to disk.
+	FlushInterval time.Duration
+	// Stdout turns printing to standard output on.
+	Stdout bool
+	// Queue is how many accepted jobs may wait to be written before Print waits for room.
+	Queue int
+	// History is how many written jobs Tail can read back.
+	History int
+	// MaxLines and MaxLineBytes limit a job.
+	MaxLines     int
+	MaxLineBytes int
+	// MaxSources is how many source names the printer remembers for deduplication.
+	MaxSources int
+}
+
+// RegisterFlags defines the printer's flags on fs, with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.File, "printer-file", "", "append every printed line to this `file` too; the printer keeps its numbering and the last sequence per source beside it, in FILE.state, so they survive restarts")
+	fs.DurationVar(&c.FlushInterval, "printer-flush-interval", 10*time.Millisecond, "with --printer-file, the least `time` between two flushes to disk: jobs accepted meanwhile go out together in the next one, so that under load one fsync serves many jobs; Join may wait up to this long (0 flushes as soon as the last flush is done)")
+	fs.BoolVar(&c.Stdout, "printer-stdout", true, "print to the process's standard output (--printer-stdout=false turns it off)")
+	fs.IntVar(&c.Queue, "printer-queue", 10000, "most accepted `jobs` waiting to be written; when the queue is full, Print waits for room until its deadline")
+	fs.IntVar(&c.History, "printer-history", 10000, "written `jobs` kept for Tail to read back")
+	fs.IntVar(&c.MaxLines, "printer-max-lines", 100, "most `lines` in one job")
+	fs.IntVar(&c.MaxLineBytes, "printer-max-line-bytes", 1024, "longest line, in `bytes`")
+	fs.IntVar(&c.MaxSources, "printer-max-sources", 10000, "most distinct source `names` remembered to recognise resent jobs")
+}
+
+func (c Config) check() error {
+	var errs []error
+	for _, f := range []struct {
+		name  string
+		value int
+	}{
+		{"--printer-queue", c.Queue}, {"--printer-history", c.History}, {"--printer-max-lines", c.MaxLines},
+		{"--printer-max-line-bytes", c.MaxLineBytes}, {"--printer-max-sources", c.MaxSources},
+	} {
+		if f.value < 1 {
+			errs = append(errs, fmt.Errorf("%s is %d; it must be 1 or more", f.name, f.value))
+		}
+	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("--printer-flush-interval is %v; it must be 0 or more", c.FlushInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// Printer is the printer service. Create it with New, register it on a serve.Server, and call
+// Shutdown to drain it.
+type Printer struct {
+	printerv1.UnimplementedPrinterServiceServer
+
+	maxLines, maxLineBytes int
+
+	intake   chan *submission // jobs for the owner; it stops receiving while the queue is full
+	calls    chan func(*owner)
+	stopping chan struct{} // closed by Shutdown: accept nothing more, write what was accepted
+	stopOnce sync.Once
+
+	done  chan struct{} // closed when the owner and the writer have ended
+	final *history      // what was written, read-only once done is closed
+	err   error         // the sinks' closing error, set before done is closed
+}
+
+// New starts a printer that writes to stdout (when cfg.Stdout) and to cfg.File (when set),
+// calling j.Sleep between its steps. With a file, it first reconciles the file with its state
+// (see openFile), so an error here names a file the operator must look at.
+func New(cfg Config, stdout io.Writer, j jitter.Jitter, log *slog.Logger) (*Printer, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	w := &writer{jitter: j, log: log, interval: cfg.FlushInterval, in: make(chan *batch), out: make(chan *batch, 1)}
+	if cfg.Stdout {
+		w.stdout = stdout
+	}
+	var last uint64
+	sources := map[string]uint64{}
+	if cfg.File != "" {
+		var err error
+		if w.file, last, sources, err = openFile(cfg.File, log); err != nil {
+			return nil, err
+		}
+	}
+	p := &Printer{
+		maxLines:     cfg.MaxLines,
+		maxLineBytes: cfg.MaxLineBytes,
+		intake:       make(chan *submission),
+		calls:        make(chan func(*owner)),
+		stopping:     make(chan struct{}),
+		done:         make(chan struct{}),
+	}
+	o := &owner{
+		jitter:     j,
+		queue:      uint64(cfg.Queue),
+		maxSources: cfg.MaxSources,
+		seq:        last,
+		sources:    sources,
+		next:       newBatch(),
+		hist:       newHistory(cfg.History, last),
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- w.run() }()
+	go func() {
+		o.run(p.intake, p.calls, p.stopping, w)
+		p.final, p.err = o.hist, <-closed
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Name is the gRPC service name.
+func (p *Printer) Name() string { return printerv1.PrinterService_ServiceDesc.ServiceName }
+
+// Register adds the printer's handlers to a gRPC server.
+func (p *Printer) Register(r grpc.ServiceRegistrar) { printerv1.RegisterPrinterServiceServer(r, p) }
+
+// Shutdown stops accepting jobs (blocked and new Prints answer UNAVAILABLE), writes and flushes
+// every accepted job, closes the file, and lets open Tails read what was written before ending
+// them with UNAVAILABLE. It returns once everything accepted is written, or when ctx ends.
+func (p *Printer) Shutdown(ctx context.Context) error {
+	p.stopOnce.Do(func() { close(p.stopping) })
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return fmt.Errorf("accepted jobs were still being written when the shutdown deadline passed: %w", ctx.Err())
+	}
+}
+
+// errStopped says the owner has ended: what it owned is in p.final.
+var errStopped = errors.New("printer stopped")
+
+// call runs f on the owner goroutine and returns once the owner has taken it; f answers
+// through channels of its own. It returns errStopped once the owner has ended.
+func (p *Printer) call(ctx context.Context, f func(*owner)) error {
+	select {
+	case p.calls <- f:
+		return nil
+	case <-p.done:
+		return errStopped
+	case <-ctx.Done():
+		return contextError(ctx)
+	}
+}
