@@ -19,13 +19,14 @@ import (
 	"github.com/concur-dev/concur/services/counter"
 )
 
-// The counter's scenarios run it without a printer: the figures are the counter's own (the
-// owner, group commit, the disk), and Redis INCR, the yardstick, prints nothing either. With
-// a printer attached, the rate of print jobs is the printer's figure, measured in its own
-// scenarios.
+// counter-unary and counter-stream run the counter without a printer: their figures are the
+// counter's own (the owner, group commit, the disk), and Redis INCR, the yardstick, prints
+// nothing either; with a printer, every increment is a print job and the pace is the
+// printer's. counter-forward measures that pace, end to end, without a target.
 func init() {
 	register("counter-unary", counterUnary)
 	register("counter-stream", counterStream)
+	register("counter-forward", counterForward)
 }
 
 const (
@@ -37,31 +38,32 @@ const (
 	redisCalibrate = 200_000 // requests of redis-benchmark's warm-up, which also sizes the measured run
 )
 
-// counterClient starts a counter on db (a file in a fresh folder unless counter.Memory) on
-// the bench's server and returns a client and the counter's metrics.
-func (e *env) counterClient(db string) (counterv1.CounterServiceClient, *prometheus.Registry, error) {
+// counterClient starts a counter on db (a file in a fresh folder unless counter.Memory),
+// forwarding to printer if not nil, on the bench's server, and returns a client, the
+// counter's configuration and its metrics.
+func (e *env) counterClient(db string, printer counter.Printer) (counterv1.CounterServiceClient, counter.Config, *prometheus.Registry, error) {
 	var cfg counter.Config
 	cfg.RegisterFlags(flag.NewFlagSet("bench", flag.ContinueOnError))
 	cfg.DB = db
 	if db != counter.Memory {
 		dir, err := os.MkdirTemp("", "concur-bench-")
 		if err != nil {
-			return nil, nil, err
+			return nil, cfg, nil, err
 		}
 		e.closers = append(e.closers, func() { os.RemoveAll(dir) })
 		cfg.DB = filepath.Join(dir, "counter.db")
 	}
 	reg := prometheus.NewRegistry()
-	svc, err := counter.New(cfg, counter.Deps{Metrics: reg})
+	svc, err := counter.New(cfg, counter.Deps{Printer: printer, Metrics: reg})
 	if err != nil {
-		return nil, nil, err
+		return nil, cfg, nil, err
 	}
 	_, conn, err := e.server(svc)
 	if err != nil {
 		svc.Shutdown(context.Background())
-		return nil, nil, err
+		return nil, cfg, nil, err
 	}
-	return counterv1.NewCounterServiceClient(conn), reg, nil
+	return counterv1.NewCounterServiceClient(conn), cfg, reg, nil
 }
 
 // commits reads from the counter's metrics how many commits it made, how many increments
@@ -91,7 +93,7 @@ func counterUnary(ctx context.Context, e *env) ([]figure, error) {
 	}
 	var figs []figure
 	for _, db := range []string{"durable", counter.Memory} {
-		c, reg, err := e.counterClient(db)
+		c, _, reg, err := e.counterClient(db, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +127,7 @@ func counterUnary(ctx context.Context, e *env) ([]figure, error) {
 // counterStream measures durable IncrementStream with batched messages beside Redis INCR
 // with 50 clients and a pipeline of 16 on the same machine, in the same run.
 func counterStream(ctx context.Context, e *env) ([]figure, error) {
-	c, _, err := e.counterClient("durable")
+	c, _, _, err := e.counterClient("durable", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -205,4 +207,47 @@ func streamIncrements(ctx context.Context, c counterv1.CounterServiceClient, msg
 		return 0, 0, fmt.Errorf("IncrementStream: %w", errs[err])
 	}
 	return applied.Load(), time.Since(start), nil
+}
+
+// counterForward measures the counter forwarding to a printer in the same server (the
+// printer's file sink, no stdout): a burst of increments that the outbox can hold, streamed,
+// then Join, which answers once the printer has acknowledged every print job. It has no
+// target: its pace is the printer's, whose own figures are its scenarios'.
+func counterForward(ctx context.Context, e *env) ([]figure, error) {
+	p, err := e.printerServer()
+	if err != nil {
+		return nil, err
+	}
+	c, cfg, _, err := e.counterClient("durable", p)
+	if err != nil {
+		return nil, err
+	}
+	msg := &counterv1.IncrementStreamRequest{Increments: make([]*counterv1.CounterIncrement, streamBatch)}
+	for i := range msg.Increments {
+		msg.Increments[i] = &counterv1.CounterIncrement{}
+	}
+	burst := cfg.OutboxMax / streamBatch * 9 / 10
+	start := time.Now()
+	s, err := c.IncrementStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for range burst {
+		if s.Send(msg) != nil {
+			break
+		}
+	}
+	if _, err := s.CloseAndRecv(); err != nil {
+		return nil, err
+	}
+	applied := time.Since(start)
+	if _, err := c.Join(ctx, &counterv1.JoinRequest{}); err != nil {
+		return nil, err
+	}
+	printed := time.Since(start)
+	jobs := float64(burst * streamBatch)
+	return []figure{
+		{name: fmt.Sprintf("%s increments streamed, durable, applied", thousands(int64(jobs))), value: rate(jobs/applied.Seconds(), "increments")},
+		{name: "... and their print jobs acknowledged by the printer (Join)", value: rate(jobs/printed.Seconds(), "jobs")},
+	}, nil
 }
