@@ -18,8 +18,9 @@ import (
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
-	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/services/sitesize"
 )
 
 // Names are the services a stack can run, in start order. They stop in the reverse order,
@@ -31,6 +32,7 @@ type Config struct {
 	Serve    serve.Config
 	Services ServiceList
 	Jitter   time.Duration
+	Sitesize sitesize.Config
 }
 
 // ServiceList is a set of service names, kept in start order; as a flag it is a
@@ -60,6 +62,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Services = slices.Clone(Names)
 	fs.Var(&c.Services, "services", "comma-separated `list` of the services to run: "+strings.Join(Names, ", "))
 	fs.DurationVar(&c.Jitter, "jitter", 0, "race amplifier: sleep a random time up to this `duration` between the steps of owners and forwarders (0 is off)")
+	c.Sitesize.RegisterFlags(fs)
 }
 
 // New opens a server with the configured services registered; call Serve on it.
@@ -73,7 +76,18 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 		return nil, err
 	}
 	for _, name := range c.Services {
-		srv.Register(placeholders[name])
+		var svc serve.Service
+		switch name {
+		case "sitesize":
+			svc, err = sitesize.New(c.Sitesize, jitter.New(c.Jitter), srv.Metrics())
+		default:
+			svc = placeholders[name]
+		}
+		if err != nil {
+			srv.Close()
+			return nil, err
+		}
+		srv.Register(svc)
 	}
 	return srv, nil
 }
@@ -86,9 +100,6 @@ var placeholders = map[string]serve.Service{
 	}},
 	"counter": unimplemented{counterv1.CounterService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
 		counterv1.RegisterCounterServiceServer(r, counterv1.UnimplementedCounterServiceServer{})
-	}},
-	"sitesize": unimplemented{sitesizev1.SiteSizeService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
-		sitesizev1.RegisterSiteSizeServiceServer(r, sitesizev1.UnimplementedSiteSizeServiceServer{})
 	}},
 	"caser": unimplemented{caserv1.CaserService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
 		caserv1.RegisterCaserServiceServer(r, caserv1.UnimplementedCaserServiceServer{})
