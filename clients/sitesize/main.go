@@ -102,7 +102,9 @@ Flags:
 		bar = &progress{w: stderr, total: len(urls)}
 		bar.draw()
 	}
+	start := time.Now()
 	s, err := measure(ctx, o, req, &printer{w: stdout, json: o.json, bar: bar})
+	s.elapsed = time.Since(start)
 	fmt.Fprintln(stderr, s.line(len(urls), err))
 	if err != nil || s.failed > 0 {
 		return 1
@@ -159,8 +161,6 @@ func (s summary) line(total int, err error) string {
 // measure sends the batch in one call and prints each result as it arrives.
 func measure(ctx context.Context, o options, req *sitesizev1.MeasureRequest, p *printer) (summary, error) {
 	var s summary
-	start := time.Now()
-	defer func() { s.elapsed = time.Since(start) }()
 	conn, err := o.dial.Dial()
 	if err != nil {
 		return s, err
