@@ -8,13 +8,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/api/violation"
 )
 
 // Sizes are the body's bytes exactly as the server sent them: with a Content-Length or
@@ -223,4 +227,31 @@ func garbageServer(t *testing.T) string {
 		<-done
 	})
 	return "http://" + lis.Addr().String() + "/"
+}
+
+// A batch over the server's limits fails whole, naming the field and index, and nothing of
+// it is fetched.
+func TestLimitsFailBeforeAnyFetch(t *testing.T) {
+	web := newSite(t)
+	c := config()
+	c.MaxURLs, c.MaxURLBytes = 3, len(web.url("/size/1"))
+	s := start(t, c)
+	for _, tt := range []struct {
+		urls  []string
+		field string
+	}{
+		{[]string{web.url("/size/1"), web.url("/size/10")}, "urls[1]"},
+		{[]string{web.url("/size/1"), web.url("/size/2"), web.url("/size/3"), web.url("/size/4")}, "urls"},
+		{[]string{web.url("/size/1"), "http://", web.url("/size/2")}, "urls[1]"},
+	} {
+		_, err := s.measure(t, &sitesizev1.MeasureRequest{Urls: tt.urls})
+		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{tt.field}) {
+			t.Errorf("%v: %v; want INVALID_ARGUMENT naming %s", tt.urls, err, tt.field)
+		}
+	}
+	web.mu.Lock()
+	defer web.mu.Unlock()
+	if len(web.hits) != 0 {
+		t.Fatalf("the site was asked for %v", web.hits)
+	}
 }
