@@ -19,12 +19,12 @@ import (
 	"github.com/concur-dev/concur/api"
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
-	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
 	"github.com/concur-dev/concur/internal/dial"
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
 	"github.com/concur-dev/concur/services/counter"
 	"github.com/concur-dev/concur/services/printer"
+	"github.com/concur-dev/concur/services/sitesize"
 )
 
 // Names are the services a stack can run, in start order. They stop in the reverse order,
@@ -38,6 +38,7 @@ type Config struct {
 	Jitter   time.Duration
 	Printer  printer.Config
 	Counter  counter.Config
+	Sitesize sitesize.Config
 	// PrinterDial is where the counter sends its print jobs when the printer runs elsewhere
 	// (--printer-addr); left empty, the counter uses the printer of the same stack, if any.
 	PrinterDial dial.Config
@@ -72,6 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Jitter, "jitter", 0, "race amplifier: sleep a random time up to this `duration` between the steps of owners and forwarders (0 is off)")
 	c.Printer.RegisterFlags(fs)
 	c.Counter.RegisterFlags(fs)
+	c.Sitesize.RegisterFlags(fs)
 	c.PrinterDial.RegisterFlags(fs, "printer-", "printer the counter forwards to", "")
 	fs.Lookup("printer-addr").Usage += "; empty: this concurd's printer, if it runs one, else none"
 }
@@ -113,6 +115,8 @@ func build(c Config, name string, srv *serve.Server, log *slog.Logger) (serve.Se
 		return printer.New(c.Printer, os.Stdout, jitter.New(c.Jitter), log.With("service", "printer"))
 	case "counter":
 		return newCounter(c, srv, log)
+	case "sitesize":
+		return sitesize.New(c.Sitesize, jitter.New(c.Jitter), srv.Metrics())
 	}
 	return placeholders[name], nil
 }
@@ -158,9 +162,6 @@ func (c closing) Shutdown(ctx context.Context) error {
 // placeholders answer UNIMPLEMENTED for every RPC of a service whose implementation has not
 // landed yet; each service's issue replaces its entry.
 var placeholders = map[string]serve.Service{
-	"sitesize": unimplemented{sitesizev1.SiteSizeService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
-		sitesizev1.RegisterSiteSizeServiceServer(r, sitesizev1.UnimplementedSiteSizeServiceServer{})
-	}},
 	"caser": unimplemented{caserv1.CaserService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
 		caserv1.RegisterCaserServiceServer(r, caserv1.UnimplementedCaserServiceServer{})
 	}},

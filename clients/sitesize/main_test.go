@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/internal/e2e"
+)
+
+func TestMain(m *testing.M) { e2e.Main(m) }
+
+// The client, built and run for real against a real concurd that allows loopback, fetching
+// pages from a local web server.
+func TestClient(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "sitesize")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kind, arg, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		n, _ := strconv.Atoi(arg)
+		switch kind {
+		case "size":
+			w.Write(bytes.Repeat([]byte{'x'}, n))
+		case "status":
+			w.WriteHeader(n)
+		}
+	}))
+	defer web.Close()
+	concurd := e2e.StartConcurd(t, "--services=sitesize", "--sitesize-allow=127.0.0.0/8", "--sitesize-allow-ports=1024-65535")
+	addr := "--addr=" + concurd.Addr
+
+	t.Run("arguments, as they come, a failure", func(t *testing.T) {
+		stdout, stderr, code := runClient(t, bin, "", addr, web.URL+"/size/1024", web.URL+"/status/404", "http://10.0.0.1/")
+		if code != 1 {
+			t.Errorf("exit status %d; want 1, since a URL failed", code)
+		}
+		lines := sortedLines(stdout)
+		want := []*regexp.Regexp{
+			regexp.MustCompile(`^http://10\.0\.0\.1/ 0 - \S+ BLOCKED: .*10\.0\.0\.1 is not a permitted destination`),
+			regexp.MustCompile(`^` + regexp.QuoteMeta(web.URL) + `/size/1024 1024 200 \S+$`),
+			regexp.MustCompile(`^` + regexp.QuoteMeta(web.URL) + `/status/404 0 404 \S+$`),
+		}
+		if len(lines) != len(want) {
+			t.Fatalf("stdout:\n%s", stdout)
+		}
+		for i, re := range want {
+			if !re.MatchString(lines[i]) {
+				t.Errorf("line %q does not match %v", lines[i], re)
+			}
+		}
+		if !strings.Contains(stderr, "2 of 3 URLs measured, 1024 bytes in all, 1 failed") {
+			t.Errorf("summary:\n%s", stderr)
+		}
+	})
+
+	t.Run("a file, in order", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "urls.txt")
+		var urls []string
+		for n := range 20 {
+			urls = append(urls, fmt.Sprintf("%s/size/%d", web.URL, n*100))
+		}
+		os.WriteFile(file, []byte("# some pages\n\n"+strings.Join(urls, "\n")+"\n"), 0o600)
+		stdout, stderr, code := runClient(t, bin, "", addr, "-f", file, "--ordered", "--concurrency=5")
+		if code != 0 {
+			t.Fatalf("exit status %d\n%s", code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(stdout), "\n")
+		if len(lines) != len(urls) {
+			t.Fatalf("stdout:\n%s", stdout)
+		}
+		for i, line := range lines {
+			if !strings.HasPrefix(line, fmt.Sprintf("%s %d 200 ", urls[i], i*100)) {
+				t.Errorf("line %d: %q", i, line)
+			}
+		}
+	})
+
+	t.Run("standard input, JSON lines", func(t *testing.T) {
+		in := web.URL + "/size/7\n" + web.URL + "/size/7\n" + web.URL + "/size/3\n"
+		stdout, stderr, code := runClient(t, bin, in, addr, "--json", "--max-bytes=5")
+		if code != 0 {
+			t.Fatalf("exit status %d\n%s", code, stderr)
+		}
+		var got []jsonResult
+		for line := range strings.Lines(stdout) {
+			var r jsonResult
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			got = append(got, r)
+		}
+		slices.SortFunc(got, func(a, b jsonResult) int { return int(a.Index) - int(b.Index) })
+		if len(got) != 3 || got[0].Size != 5 || !got[0].Truncated || got[1].Size != 5 || got[2].Size != 3 || got[2].Truncated || *got[2].Status != 200 {
+			t.Fatalf("results: %+v", got)
+		}
+	})
+
+	t.Run("usage errors", func(t *testing.T) {
+		for _, tt := range []struct {
+			stdin string
+			args  []string
+			says  string
+		}{
+			{"", nil, "no URLs given"},
+			{"", []string{"ftp://example.com/"}, "only http and https"},
+			{"", []string{"-f", "x", "http://a/"}, "not both"},
+			{"", []string{"--no-such-flag"}, "flag provided but not defined"},
+		} {
+			_, stderr, code := runClient(t, bin, tt.stdin, append([]string{addr}, tt.args...)...)
+			if code != 2 || !strings.Contains(stderr, tt.says) {
+				t.Errorf("sitesize %v: exit status %d, stderr %q; want 2, saying %q", tt.args, code, stderr, tt.says)
+			}
+		}
+	})
+
+	t.Run("no server", func(t *testing.T) {
+		_, stderr, code := runClient(t, bin, "", "--addr=127.0.0.1:1", web.URL+"/size/1")
+		if code != 1 || !strings.Contains(stderr, "the call failed after 0 of 1 results") || !strings.Contains(stderr, "Unavailable") {
+			t.Errorf("exit status %d, stderr %q", code, stderr)
+		}
+	})
+}
+
+// The README's grpcurl commands, run for real: a batch, a bad batch, the contract's comments.
+func TestGrpcurl(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(make([]byte, 1024)) }))
+	defer web.Close()
+	concurd := e2e.StartConcurd(t, "--services=sitesize", "--sitesize-allow=127.0.0.0/8", "--sitesize-allow-ports=1024-65535")
+	grpcurl := e2e.Grpcurl(t)
+
+	out, _ := e2e.Run(t, "", grpcurl, "-plaintext", "-d", `{"urls":["`+web.URL+`/a","http://169.254.169.254/"]}`, concurd.Addr, "concur.sitesize.v1.SiteSizeService/Measure")
+	for _, want := range []string{`"size": "1024"`, `"status": 200`, `"code": "FETCH_ERROR_CODE_BLOCKED"`, `"index": 1`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("grpcurl Measure lacks %s:\n%s", want, out)
+		}
+	}
+	out, stderr, err := e2e.RunErr(t, "", grpcurl, "-plaintext", "-d", `{"urls":["http://a/","ftp://b/"]}`, concurd.Addr, "concur.sitesize.v1.SiteSizeService/Measure")
+	if err == nil || !strings.Contains(stderr, "Code: InvalidArgument") || !strings.Contains(stderr, "urls[1]") {
+		t.Errorf("a bad URL: %v\n%s%s", err, out, stderr)
+	}
+	out, _ = e2e.Run(t, "", grpcurl, "-plaintext", concurd.Addr, "describe", "concur.sitesize.v1.SiteSizeService")
+	if !strings.Contains(out, "// Measure fetches every URL of the batch") || !strings.Contains(out, "rpc Measure ( .concur.sitesize.v1.MeasureRequest ) returns ( stream .concur.sitesize.v1.MeasureResponse )") {
+		t.Errorf("describe:\n%s", out)
+	}
+}
+
+// SIGTERM in the middle of a batch: the hanging fetch stops, the client gets what finished and
+// then UNAVAILABLE, and concurd exits 0.
+func TestSigtermMidBatch(t *testing.T) {
+	hung := make(chan struct{})
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			<-r.Context().Done()
+			close(hung)
+			return
+		}
+		w.Write(make([]byte, 10))
+	}))
+	defer web.Close()
+	concurd := e2e.StartConcurd(t, "--services=sitesize", "--sitesize-allow=127.0.0.0/8", "--sitesize-allow-ports=1024-65535")
+	client := sitesizev1.NewSiteSizeServiceClient(e2e.Dial(t, concurd.Addr))
+	stream, err := client.Measure(t.Context(), &sitesizev1.MeasureRequest{Urls: []string{web.URL + "/hang", web.URL + "/ten"}, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := stream.Recv()
+	if err != nil || r.GetIndex() != 1 || r.GetSize() != 10 {
+		t.Fatalf("first result: %v, %v", r, err)
+	}
+	concurd.Signal(t, syscall.SIGTERM)
+	_, err = stream.Recv()
+	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "shutting down") {
+		t.Fatalf("after SIGTERM: %v", err)
+	}
+	select {
+	case <-hung:
+	case <-time.After(time.Minute):
+		t.Fatal("the hanging fetch never ended")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if code := concurd.Wait(ctx, t); code != 0 || !strings.Contains(concurd.Logs(), "shutdown complete") {
+		t.Fatalf("exit status %d\n%s", code, concurd.Logs())
+	}
+}
+
+func runClient(t *testing.T, bin, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	stdout, stderr, err := e2e.RunErr(t, stdin, bin, args...)
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return stdout, stderr, exit.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stdout, stderr, 0
+}
+
+func sortedLines(s string) []string {
+	return slices.Sorted(slices.Values(strings.Split(strings.TrimSpace(s), "\n")))
+}
+
+// The progress bar fills as results come and is erased before each line and the summary.
+func TestProgress(t *testing.T) {
+	var b bytes.Buffer
+	bar := &progress{w: &b, total: 4}
+	bar.draw()
+	bar.clear()
+	bar.advance()
+	bar.advance()
+	bar.clear()
+	want := "\r[..............................] 0/4\r\033[K" +
+		"\r[#######.......................] 1/4" +
+		"\r[###############...............] 2/4\r\033[K"
+	if b.String() != want {
+		t.Fatalf("drew %q\nwant %q", b.String(), want)
+	}
+	var none *progress
+	none.advance() // no terminal, no bar
+	none.clear()
+}
