@@ -15,11 +15,12 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/concur-dev/concur/api"
-	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/services/caser"
 )
 
 // Names are the services a stack can run, in start order. They stop in the reverse order,
@@ -31,6 +32,7 @@ type Config struct {
 	Serve    serve.Config
 	Services ServiceList
 	Jitter   time.Duration
+	Caser    caser.Config
 }
 
 // ServiceList is a set of service names, kept in start order; as a flag it is a
@@ -60,6 +62,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Services = slices.Clone(Names)
 	fs.Var(&c.Services, "services", "comma-separated `list` of the services to run: "+strings.Join(Names, ", "))
 	fs.DurationVar(&c.Jitter, "jitter", 0, "race amplifier: sleep a random time up to this `duration` between the steps of owners and forwarders (0 is off)")
+	c.Caser.RegisterFlags(fs)
 }
 
 // New opens a server with the configured services registered; call Serve on it.
@@ -73,9 +76,23 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 		return nil, err
 	}
 	for _, name := range c.Services {
-		srv.Register(placeholders[name])
+		svc, err := c.service(name)
+		if err != nil {
+			srv.Close()
+			return nil, err
+		}
+		srv.Register(svc)
 	}
 	return srv, nil
+}
+
+// service constructs the named service from the configuration.
+func (c Config) service(name string) (serve.Service, error) {
+	switch name {
+	case "caser":
+		return caser.New(c.Caser, jitter.New(c.Jitter))
+	}
+	return placeholders[name], nil
 }
 
 // placeholders answer UNIMPLEMENTED for every RPC of a service whose implementation has not
@@ -89,9 +106,6 @@ var placeholders = map[string]serve.Service{
 	}},
 	"sitesize": unimplemented{sitesizev1.SiteSizeService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
 		sitesizev1.RegisterSiteSizeServiceServer(r, sitesizev1.UnimplementedSiteSizeServiceServer{})
-	}},
-	"caser": unimplemented{caserv1.CaserService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
-		caserv1.RegisterCaserServiceServer(r, caserv1.UnimplementedCaserServiceServer{})
 	}},
 }
 
