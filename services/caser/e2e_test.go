@@ -64,8 +64,10 @@ func TestGrpcurl(t *testing.T) {
 		`"cased": {`, `"text": "Hello World"`, `"mode": "MODE_TITLE"`,
 		`"goodbye": {`, `"reason": "GOODBYE_REASON_QUIT"`)
 
-	out, _ = e2e.Run(t, "", grpcurl, "-plaintext", "-d", `{"text": "they're bill's straße", "mode": "MODE_TITLE"}`, p.Addr, "concur.caser.v1.CaserService/Case")
-	inOrder(t, out, `"text": "They'Re Bill'S Straße"`, `"mode": "MODE_TITLE"`)
+	out, _ = e2e.Run(t, "", grpcurl, "-plaintext", "-d", `{"text": "straße ﬁsh"}`, p.Addr, "concur.caser.v1.CaserService/Case")
+	inOrder(t, out, `"text": "STRASSE FISH"`, `"mode": "MODE_UPPER"`)
+	out, _ = e2e.Run(t, "", grpcurl, "-plaintext", "-d", `{"text": "hello_world ΟΔΟΣ", "mode": "MODE_TITLE"}`, p.Addr, "concur.caser.v1.CaserService/Case")
+	inOrder(t, out, `"text": "Hello_World Οδος"`, `"mode": "MODE_TITLE"`)
 
 	_, stderr, err := e2e.RunErr(t, "", grpcurl, "-plaintext", "-d", `{"text": "hello", "mode": 7}`, p.Addr, "concur.caser.v1.CaserService/Case")
 	if err == nil {
