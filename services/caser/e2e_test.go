@@ -2,6 +2,8 @@ package caser_test
 
 import (
 	"context"
+	"errors"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,5 +88,22 @@ func inOrder(t *testing.T, out string, wants ...string) {
 			t.Fatalf("missing %s (in order) in:\n%s", w, out)
 		}
 		rest = rest[i+len(w):]
+	}
+}
+
+// concurd takes the caser's flags and their environment variables, and refuses bad values.
+func TestConcurdCaserFlags(t *testing.T) {
+	t.Setenv("CONCUR_CASER_IDLE", "50ms")
+	p := e2e.StartConcurd(t, "--services=caser")
+	s := open(t, caserv1.NewCaserServiceClient(e2e.Dial(t, p.Addr)))
+	if g := s.reply().GetGoodbye(); g.GetText() != "<goodbye: no line for 50ms, closing the session>" {
+		t.Fatalf("with CONCUR_CASER_IDLE=50ms a silent session got %v", g)
+	}
+
+	out, err := exec.Command(e2e.Concurd(t), "--listen=127.0.0.1:0", "--caser-max-line-bytes=0", "--caser-announce=-1s").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 ||
+		!strings.Contains(string(out), "--caser-max-line-bytes must be positive") || !strings.Contains(string(out), "--caser-announce must not be negative") {
+		t.Fatalf("concurd with bad caser flags: %v\n%s", err, out)
 	}
 }
