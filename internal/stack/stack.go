@@ -17,11 +17,11 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/concur-dev/concur/api"
-	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/internal/dial"
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/services/caser"
 	"github.com/concur-dev/concur/services/counter"
 	"github.com/concur-dev/concur/services/printer"
 	"github.com/concur-dev/concur/services/sitesize"
@@ -39,6 +39,7 @@ type Config struct {
 	Printer  printer.Config
 	Counter  counter.Config
 	Sitesize sitesize.Config
+	Caser    caser.Config
 	// PrinterDial is where the counter sends its print jobs when the printer runs elsewhere
 	// (--printer-addr); left empty, the counter uses the printer of the same stack, if any.
 	PrinterDial dial.Config
@@ -74,6 +75,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Printer.RegisterFlags(fs)
 	c.Counter.RegisterFlags(fs)
 	c.Sitesize.RegisterFlags(fs)
+	c.Caser.RegisterFlags(fs)
 	c.PrinterDial.RegisterFlags(fs, "printer-", "printer the counter forwards to", "")
 	fs.Lookup("printer-addr").Usage += "; empty: this concurd's printer, if it runs one, else none"
 }
@@ -117,8 +119,10 @@ func build(c Config, name string, srv *serve.Server, log *slog.Logger) (serve.Se
 		return newCounter(c, srv, log)
 	case "sitesize":
 		return sitesize.New(c.Sitesize, jitter.New(c.Jitter), srv.Metrics())
+	case "caser":
+		return caser.New(c.Caser, jitter.New(c.Jitter))
 	}
-	return placeholders[name], nil
+	return nil, fmt.Errorf("no service is named %q", name)
 }
 
 // newCounter builds the counter with its printer: the one at --printer-addr, else the
@@ -158,20 +162,3 @@ type closing struct {
 func (c closing) Shutdown(ctx context.Context) error {
 	return errors.Join(c.Service.Shutdown(ctx), c.close())
 }
-
-// placeholders answer UNIMPLEMENTED for every RPC of a service whose implementation has not
-// landed yet; each service's issue replaces its entry.
-var placeholders = map[string]serve.Service{
-	"caser": unimplemented{caserv1.CaserService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
-		caserv1.RegisterCaserServiceServer(r, caserv1.UnimplementedCaserServiceServer{})
-	}},
-}
-
-type unimplemented struct {
-	name     string
-	register func(grpc.ServiceRegistrar)
-}
-
-func (u unimplemented) Name() string                     { return u.name }
-func (u unimplemented) Register(r grpc.ServiceRegistrar) { u.register(r) }
-func (u unimplemented) Shutdown(context.Context) error   { return nil }

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
+	"github.com/concur-dev/concur/internal/jitter"
+	"github.com/concur-dev/concur/services/caser"
+)
+
+// The idle-session scenario opens its sessions from a child process, this program run again
+// with these variables set, so that the heap and goroutines it counts are the server's alone.
+const (
+	idleAddrEnv     = "CONCUR_BENCH_CASER_ADDR"
+	idleSessionsEnv = "CONCUR_BENCH_CASER_SESSIONS"
+)
+
+func init() {
+	if addr := os.Getenv(idleAddrEnv); addr != "" {
+		n, _ := strconv.Atoi(os.Getenv(idleSessionsEnv))
+		if err := holdIdleSessions(addr, n); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: caser idle sessions:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+
+	register("caser round trips", func(ctx context.Context, e *env) ([]figure, error) {
+		_, conn, err := e.server(newCaser(0))
+		if err != nil {
+			return nil, err
+		}
+		var figs []figure
+		for _, n := range []int{1, 1000} {
+			r, err := roundTrips(ctx, e, caserv1.NewCaserServiceClient(conn), n)
+			if err != nil {
+				return nil, err
+			}
+			ceiling, err := e.ceiling(ctx, n)
+			if err != nil {
+				return nil, err
+			}
+			sessions, callers := thousands(int64(n))+" sessions", thousands(int64(n))+" callers"
+			if n == 1 {
+				sessions, callers = "1 session", "1 caller"
+			}
+			figs = append(figs,
+				figure{name: "round trips, " + sessions, value: rate(r.perSecond(), "lines"),
+					ratio: fmt.Sprintf("%.2f x no-op unary, %s", r.perSecond()/ceiling.perSecond(), callers)},
+				figure{name: "round-trip latency p50 / p99, " + sessions, value: latency(r)},
+			)
+		}
+		return figs, nil
+	})
+
+	register("caser idle sessions", func(ctx context.Context, e *env) ([]figure, error) {
+		const sessions = 10000
+		srv, _, err := e.server(newCaser(caserDefaults().Announce))
+		if err != nil {
+			return nil, err
+		}
+		heap, stack, goroutines, err := serverCostOf(ctx, srv.Addr().String(), sessions)
+		if err != nil {
+			return nil, err
+		}
+		met := heap < 32<<10
+		return []figure{
+			{name: "server heap per idle session (10,000 sessions)", value: fmt.Sprintf("%.1f KB", heap/1024), target: "< 32 KB", met: &met},
+			{name: "server goroutine stacks per idle session", value: fmt.Sprintf("%.1f KB", stack/1024)},
+			{name: "server goroutines per idle session", value: fmt.Sprintf("%.2f", goroutines)},
+		}, nil
+	})
+}
+
+func caserDefaults() caser.Config {
+	var c caser.Config
+	c.RegisterFlags(flag.NewFlagSet("bench", flag.ContinueOnError))
+	return c
+}
+
+// newCaser is the caser with concurd's defaults and announcements every announce (0 is off).
+func newCaser(announce time.Duration) *caser.Service {
+	c := caserDefaults()
+	c.Announce = announce
+	svc, err := caser.New(c, jitter.New(0))
+	if err != nil {
+		panic(err) // the defaults are valid
+	}
+	return svc
+}
+
+// roundTrips opens n sessions and measures lines sent and answered back to back on them,
+// each caller taking whichever session is free.
+func roundTrips(ctx context.Context, e *env, client caserv1.CaserServiceClient, n int) (loadResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the sessions
+	free := make(chan caserv1.CaserService_SessionClient, n)
+	for range n {
+		stream, err := client.Session(ctx)
+		if err != nil {
+			return loadResult{}, err
+		}
+		if _, err := stream.Recv(); err != nil {
+			return loadResult{}, fmt.Errorf("welcome: %w", err)
+		}
+		free <- stream
+	}
+	line := &caserv1.SessionRequest{Line: "they're bill's friends from the UK"}
+	r := closedLoop(ctx, n, e.duration, func(context.Context) error {
+		stream := <-free
+		defer func() { free <- stream }()
+		if err := stream.Send(line); err != nil {
+			return err
+		}
+		resp, err := stream.Recv()
+		if err == nil && resp.GetCased() == nil {
+			err = fmt.Errorf("%v answers a line", resp)
+		}
+		return err
+	})
+	if r.errors > 0 {
+		return r, fmt.Errorf("%d of %d round trips failed", r.errors, r.errors+r.ops)
+	}
+	return r, nil
+}
+
+// serverCostOf opens sessions on the server at addr from a child process and returns what
+// each costs this process, the server's: heap (live, after a collection), goroutine stacks,
+// and goroutines.
+func serverCostOf(ctx context.Context, addr string, sessions int) (heap, stack, goroutines float64, err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	heap0, stack0, g0 := memory()
+	child := exec.CommandContext(ctx, self)
+	child.Env = append(os.Environ(), idleAddrEnv+"="+addr, idleSessionsEnv+"="+strconv.Itoa(sessions))
+	child.Stderr = os.Stderr
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if err := child.Start(); err != nil {
+		return 0, 0, 0, err
+	}
+	defer func() {
+		stdin.Close() // the child closes its sessions and exits
+		err = errors.Join(err, child.Wait())
+	}()
+	if ready, err := bufio.NewReader(stdout).ReadString('\n'); ready != "ready\n" {
+		return 0, 0, 0, fmt.Errorf("the client process did not open its sessions: %q, %v", ready, err)
+	}
+	heap1, stack1, g1 := memory()
+	n := float64(sessions)
+	return float64(heap1-heap0) / n, float64(stack1-stack0) / n, float64(g1-g0) / n, nil
+}
+
+// memory returns the live heap after a collection, the goroutine stacks, and the goroutines.
+func memory() (heap, stack uint64, goroutines int) {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc, m.StackInuse, runtime.NumGoroutine()
+}
+
+// holdIdleSessions is the child process: it opens n sessions on addr, 1,000 to a connection,
+// waits for each welcome, says "ready", and holds them open until its input ends.
+func holdIdleSessions(addr string, n int) error {
+	const perConn = 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, n/perConn+1)
+	for first := 0; first < n; first += perConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		client := caserv1.NewCaserServiceClient(conn)
+		wg.Go(func() {
+			for range min(perConn, n-first) {
+				stream, err := client.Session(context.Background())
+				if err == nil {
+					_, err = stream.Recv()
+				}
+				if err != nil {
+					errs <- fmt.Errorf("open a session: %w", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	_, err := bufio.NewReader(os.Stdin).ReadString('\n') // returns at the end of the input
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}

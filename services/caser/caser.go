@@ -1,0 +1,177 @@
+// Package caser is the talk's async example (nbcaser on a reactor) as a gRPC service: each
+// Session is a conversation with state of its own, its mode, and thousands run side by side
+// without a lock.
+//
+// A session is two goroutines. Its handler goroutine owns the session: it holds the mode,
+// computes every reply and is the stream's only sender (gRPC allows one), choosing in one
+// select among the client's next line, the next announcement, the idle timer and shutdown, so
+// an announcement never races a reply. A reader goroutine does nothing but Recv and hand the
+// lines over, since a blocked Recv cannot be selected on. A client that stops reading blocks
+// its own session's Send and nothing else.
+//
+// Announcements (the talk's call_periodic) are beats: one announcer goroutine makes a beat
+// every --caser-announce and publishes it by closing the previous beat's channel, which every
+// session selects on. The announcer never waits for a session, and a session that was busy
+// announces only the newest beat it missed.
+package caser
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
+	"github.com/concur-dev/concur/api/violation"
+	"github.com/concur-dev/concur/internal/jitter"
+	"github.com/concur-dev/concur/services/caser/pycase"
+)
+
+// Config is how the caser runs; each field has a --caser-* flag.
+type Config struct {
+	// Announce is how often every open session hears that the event loop is still running;
+	// 0 turns announcements off.
+	Announce time.Duration
+	// Idle ends, with a goodbye, a session whose client has sent no line for this long; 0
+	// never does.
+	Idle time.Duration
+	// MaxLineBytes is the longest line a session takes and the longest text Case takes.
+	MaxLineBytes int
+}
+
+// RegisterFlags defines the caser's flags on fs, with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.Announce, "caser-announce", 15*time.Second, "how often every open session hears \"The event loop is still running at: TIME\" (0 is off)")
+	fs.DurationVar(&c.Idle, "caser-idle", 10*time.Minute, "end, with a goodbye, a session whose client sends no line for this `duration` (0 never does)")
+	fs.IntVar(&c.MaxLineBytes, "caser-max-line-bytes", 64<<10, "longest line of a session, or text of Case, in `bytes`; a reply carries the line and its casing, up to 3 times longer, so keep 4 times this under --max-send-msg-bytes")
+}
+
+// Service is the caser. Create it with New.
+type Service struct {
+	caserv1.UnimplementedCaserServiceServer
+	cfg    Config
+	jitter jitter.Jitter
+
+	gate    *gate
+	closing chan struct{} // closed when Shutdown begins
+
+	announcing sync.Once
+	latest     atomic.Pointer[beat] // the newest beat, where a new session starts
+}
+
+// New returns a caser configured by cfg. Its goroutines start with the first session;
+// Shutdown ends them.
+func New(cfg Config, j jitter.Jitter) (*Service, error) {
+	var errs []error
+	if cfg.Announce < 0 {
+		errs = append(errs, fmt.Errorf("--caser-announce must not be negative, got %v", cfg.Announce))
+	}
+	if cfg.Idle < 0 {
+		errs = append(errs, fmt.Errorf("--caser-idle must not be negative, got %v", cfg.Idle))
+	}
+	if cfg.MaxLineBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--caser-max-line-bytes must be positive, got %d", cfg.MaxLineBytes))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, jitter: j, gate: newGate(), closing: make(chan struct{})}
+	s.latest.Store(newBeat(time.Now()))
+	return s, nil
+}
+
+// Name is the gRPC service's full name.
+func (s *Service) Name() string { return caserv1.CaserService_ServiceDesc.ServiceName }
+
+// Register adds the caser's handlers to a gRPC server.
+func (s *Service) Register(r grpc.ServiceRegistrar) { caserv1.RegisterCaserServiceServer(r, s) }
+
+// Shutdown says goodbye to every open session and waits until each has ended, with its
+// reader and the announcer, or until ctx ends (a client that never reads cannot be sent its
+// goodbye). Sessions opened from now on are refused with UNAVAILABLE.
+func (s *Service) Shutdown(ctx context.Context) error {
+	close(s.closing)
+	s.gate.close()
+	select {
+	case <-s.gate.empty:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sessions still open, their clients not reading their goodbye: %w", ctx.Err())
+	}
+}
+
+// Case cases one text in the mode asked for, upper when none is.
+func (s *Service) Case(_ context.Context, req *caserv1.CaseRequest) (*caserv1.CaseResponse, error) {
+	if err := s.checkLength("text", req.GetText()); err != nil {
+		return nil, err
+	}
+	mode := req.GetMode()
+	if mode == caserv1.Mode_MODE_UNSPECIFIED {
+		mode = caserv1.Mode_MODE_UPPER
+	}
+	return &caserv1.CaseResponse{Text: caseIn(mode, req.GetText()), Mode: mode}, nil
+}
+
+// caseIn cases text in mode, which the request's Validate has checked is known.
+func caseIn(mode caserv1.Mode, text string) string {
+	if mode == caserv1.Mode_MODE_TITLE {
+		return pycase.Title(text)
+	}
+	return pycase.Upper(text)
+}
+
+// checkLength refuses a line or text longer than --caser-max-line-bytes.
+func (s *Service) checkLength(field, text string) error {
+	if len(text) <= s.cfg.MaxLineBytes {
+		return nil
+	}
+	var l violation.List
+	l.Addf(field, "is %d bytes long; at most %d bytes are allowed (--caser-max-line-bytes)", len(text), s.cfg.MaxLineBytes)
+	return l.Err()
+}
+
+// gate counts the caser's goroutines (sessions, their readers, the announcer) so that
+// Shutdown can wait for them, and admits new sessions until it is closed. It counts one more
+// while open, so that it reaches zero, and empty closes, only after close; from then on it
+// admits no one, without a lock.
+type gate struct {
+	inside atomic.Int64
+	empty  chan struct{}
+}
+
+func newGate() *gate {
+	g := &gate{empty: make(chan struct{})}
+	g.inside.Store(1)
+	return g
+}
+
+// enter admits a session, unless the gate is closed.
+func (g *gate) enter() bool {
+	for {
+		n := g.inside.Load()
+		if n == 0 {
+			return false
+		}
+		if g.inside.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// follow counts a goroutine started by one already inside, so the gate cannot be empty.
+func (g *gate) follow() { g.inside.Add(1) }
+
+// leave is called by each goroutine inside as it ends.
+func (g *gate) leave() {
+	if g.inside.Add(-1) == 0 {
+		close(g.empty)
+	}
+}
+
+// close stops admitting sessions; empty closes when the last goroutine inside leaves.
+func (g *gate) close() { g.leave() }
