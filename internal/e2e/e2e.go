@@ -137,10 +137,12 @@ func StartConcurd(t testing.TB, args ...string) *Process {
 }
 
 // Start runs bin with args, a concurd-like server that logs JSON to stderr, and waits for its
-// "serving" line.
+// "serving" line. Its state folder ($XDG_STATE_HOME) is the test's own, so that a default
+// file (the counter's database) is never shared with the user or with another test.
 func Start(t testing.TB, bin string, args ...string) *Process {
 	t.Helper()
 	p := &Process{cmd: exec.Command(bin, args...), logs: &lockedBuffer{}, out: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir())
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

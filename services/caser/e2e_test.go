@@ -100,7 +100,7 @@ func TestConcurdCaserFlags(t *testing.T) {
 		t.Fatalf("with CONCUR_CASER_IDLE=50ms a silent session got %v", g)
 	}
 
-	out, err := exec.Command(e2e.Concurd(t), "--listen=127.0.0.1:0", "--caser-max-line-bytes=0", "--caser-announce=-1s").CombinedOutput()
+	out, err := exec.Command(e2e.Concurd(t), "--listen=127.0.0.1:0", "--services=caser", "--caser-max-line-bytes=0", "--caser-announce=-1s").CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 ||
 		!strings.Contains(string(out), "--caser-max-line-bytes must be positive") || !strings.Contains(string(out), "--caser-announce must not be negative") {
