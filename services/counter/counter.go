@@ -34,6 +34,7 @@ import (
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/jitter"
+	"github.com/concur-dev/concur/internal/serve"
 )
 
 // Memory is the --counter-db value that keeps nothing on disk.
@@ -205,24 +206,9 @@ func (s *Service) IncrementStream(stream counterv1.CounterService_IncrementStrea
 	ctx := stream.Context()
 	st := newStreamState()
 	defer s.owner.tell(&streamGoneMsg{st})
-	reqs := make(chan *counterv1.IncrementStreamRequest)
-	ended := make(chan error, 1)
+	reqs, ended := serve.Receive(ctx, stream.Recv)
 	closing := s.closing
 	sent := 0
-	go func() { // Recv cannot be selected on; this goroutine ends with the call
-		for {
-			req, err := stream.Recv()
-			if err != nil {
-				ended <- err
-				return
-			}
-			select {
-			case reqs <- req:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	for {
 		select {
 		case req := <-reqs:

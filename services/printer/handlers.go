@@ -15,6 +15,7 @@ import (
 
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/api/violation"
+	"github.com/concur-dev/concur/internal/serve"
 )
 
 // Print accepts one job and answers with its sequence number once the owner has taken it.
@@ -37,22 +38,7 @@ func (p *Printer) Print(ctx context.Context, req *printerv1.PrintRequest) (*prin
 // goroutine receives for it.
 func (p *Printer) PrintStream(stream printerv1.PrinterService_PrintStreamServer) error {
 	ctx := stream.Context()
-	reqs := make(chan *printerv1.PrintStreamRequest)
-	ended := make(chan error, 1)
-	go func() {
-		for {
-			req, err := stream.Recv()
-			if err != nil {
-				ended <- err
-				return
-			}
-			select {
-			case reqs <- req:
-			case <-ctx.Done(): // the handler has returned
-				return
-			}
-		}
-	}()
+	reqs, ended := serve.Receive(ctx, stream.Recv)
 	for {
 		var req *printerv1.PrintStreamRequest
 		select {

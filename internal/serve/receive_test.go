@@ -1,0 +1,46 @@
+package serve_test
+
+import (
+	"context"
+	"io"
+	"slices"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/concur-dev/concur/internal/serve"
+)
+
+// Receive hands the messages on in order, then the error that ended the stream.
+func TestReceiveInOrderThenEnd(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sent := []int{1, 2, 3}
+	i := 0
+	msgs, ended := serve.Receive(t.Context(), func() (int, error) {
+		if i == len(sent) {
+			return 0, io.EOF
+		}
+		i++
+		return sent[i-1], nil
+	})
+	var got []int
+	for range sent {
+		got = append(got, <-msgs)
+	}
+	if err := <-ended; err != io.EOF || !slices.Equal(got, sent) {
+		t.Fatalf("got %v then %v, want %v then EOF", got, err, sent)
+	}
+}
+
+// The receiving goroutine ends with the call even when nobody takes its message.
+func TestReceiveEndsWithTheCall(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	received := make(chan struct{})
+	serve.Receive(ctx, func() (string, error) {
+		close(received)
+		return "never taken", nil
+	})
+	<-received
+	cancel()
+}
