@@ -193,6 +193,26 @@ func (p *Process) Logs() string { return p.logs.String() }
 // Stdout returns what the process has written to stdout so far.
 func (p *Process) Stdout() string { return p.out.String() }
 
+// WaitStdout returns the process's stdout once it holds at least n bytes, or once the
+// process has ended. A server that answered a call has written its output, but the pipe
+// brings it to the test in its own time.
+func (p *Process) WaitStdout(t testing.TB, n int) string {
+	t.Helper()
+	deadline := time.After(2 * time.Minute)
+	for {
+		if out := p.Stdout(); len(out) >= n {
+			return out
+		}
+		select {
+		case <-p.done:
+			return p.Stdout()
+		case <-deadline:
+			t.Fatalf("stdout holds %d bytes after 2 minutes, want %d", len(p.Stdout()), n)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 // Signal sends sig to the process.
 func (p *Process) Signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()

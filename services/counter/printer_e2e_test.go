@@ -69,7 +69,7 @@ func TestTalkDemo(t *testing.T) {
 			t.Fatal(err)
 		}
 		cancel()
-		if got := printer.Stdout()[before:]; got != talkOutput(10) {
+		if got := printer.WaitStdout(t, before+len(talkOutput(10)))[before:]; got != talkOutput(10) {
 			t.Fatalf("run %d printed:\n%s\nwant:\n%s", run, got, talkOutput(10))
 		}
 		stop(t, ctr)
@@ -234,7 +234,7 @@ func TestReadmeExamples(t *testing.T) {
 	want := strings.Join([]string{"The count is 1", "---------------", "The count of apples is 5", "The count of apples is 6",
 		"The count of pears is 2", "The count is 2", "---------------", "The count is 3", "---------------",
 		"The count of apples is 3", "The count of big is 9223372036854775807", ""}, "\n")
-	if got := p.Stdout(); got != want {
+	if got := p.WaitStdout(t, len(want)); got != want {
 		t.Fatalf("concurd printed:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -186,9 +186,10 @@ func (p *Printer) submit(ctx context.Context, jobs []*printerv1.PrintJob) ([]*pr
 }
 
 // patience is how long to wait for room when the caller's deadline is d away: all but a
-// tenth of it, and at most 100ms less, which leaves the answer time to reach the caller.
+// fifth of it, and at most 250ms less, which leaves the answer time to reach the caller
+// even from a loaded server.
 func patience(d time.Duration) time.Duration {
-	return d - min(d/10, 100*time.Millisecond)
+	return d - min(d/5, 250*time.Millisecond)
 }
 
 var errShuttingDown = failure(codes.Unavailable, "SHUTTING_DOWN", nil,

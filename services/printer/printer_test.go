@@ -181,7 +181,8 @@ func TestBackpressure(t *testing.T) {
 	r := start(t, config(t, "--printer-queue=2"), stdout, jitter.New(0))
 	r.print(t, "one") // the writer takes it and is stuck writing it
 	r.print(t, "two") // two accepted jobs are waiting: the queue is full
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// The printer answers 250ms before this deadline: time enough on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := r.client.Print(ctx, &printerv1.PrintRequest{Lines: []string{"three"}})
 	if c, reason, _ := code(err); c != codes.ResourceExhausted || reason != "QUEUE_FULL" || !strings.Contains(err.Error(), "not accepted") {
