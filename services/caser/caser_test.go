@@ -428,7 +428,9 @@ func (c *countingConn) Read(p []byte) (int, error) {
 // and gets its own answers. Run with -race.
 func TestThousandSessions(t *testing.T) {
 	cfg := defaults()
-	cfg.Announce = 100 * time.Millisecond
+	// Every session hears every announcement: at 100ms they outnumbered the round trips
+	// twenty to one and starved a loaded CI machine past the test's timeout.
+	cfg.Announce = 500 * time.Millisecond
 	addr, stop := start(t, cfg, jitter.New(200*time.Microsecond))
 	client := dial(t, addr)
 	var wg sync.WaitGroup
