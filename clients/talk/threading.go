@@ -165,7 +165,7 @@ func (t *talk) rightWay(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(t.out, "The printer wrote, read back with Tail (its jobs %d to %d):\n", start.GetSequence(), finish.GetSequence())
+	fmt.Fprintf(t.out, "\nThe printer wrote, read back with Tail (its jobs %d to %d):\n", start.GetSequence(), finish.GetSequence())
 	for _, job := range jobs {
 		for _, line := range job {
 			fmt.Fprintln(t.out, line)
