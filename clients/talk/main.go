@@ -250,20 +250,26 @@ func startStack(j time.Duration, demo *demosites.Server, stderr io.Writer) (addr
 	}, nil
 }
 
-// readSites reads one URL a line, skipping blank lines and # comments.
+// readSites reads the URLs of a file.
 func readSites(name string) ([]string, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("--sites: %w", err)
 	}
-	var urls []string
-	for line := range strings.Lines(string(b)) {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-			urls = append(urls, line)
-		}
-	}
+	urls := parseSites(string(b))
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("--sites %s: no URL in the file", name)
 	}
 	return urls, nil
+}
+
+// parseSites returns the URLs of a sites file: one a line, blank lines and # comments skipped.
+func parseSites(text string) []string {
+	var urls []string
+	for line := range strings.Lines(text) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			urls = append(urls, line)
+		}
+	}
+	return urls
 }
