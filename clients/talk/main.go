@@ -52,6 +52,10 @@ var needs = map[string][]string{
 	"async":     {"caser"},
 }
 
+// sectionTimeout bounds a section (besides --announce-wait), so that a service that never
+// answers (a counter whose printer is away, say) fails the talk instead of hanging it.
+const sectionTimeout = 2 * time.Minute
+
 // embeddedAnnounce is how often the embedded caser announces, so that one comes during the
 // async section.
 const embeddedAnnounce = 500 * time.Millisecond
@@ -171,7 +175,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	run := map[string]func(context.Context) error{"threading": t.threading, "sites": t.sitesSection, "async": t.async}
 	var failed []string
 	for _, s := range chosen {
-		if err := run[s](ctx); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, sectionTimeout+o.announceWait)
+		err := run[s](sctx)
+		cancel()
+		if err != nil {
 			fmt.Fprintf(stdout, "\nFAILED: %s: %v\n", s, err)
 			failed = append(failed, s)
 		}

@@ -14,8 +14,9 @@ import (
 	"github.com/concur-dev/concur/internal/jitter"
 )
 
-// talk is one run of the talk: its settings and the services it calls. Only the goroutine
-// that runs the sections writes to out.
+// talk is one run of the talk: its settings and the services it calls. One goroutine at a
+// time writes to out: the one that runs the sections, or the broken way's terminal while it
+// waits.
 type talk struct {
 	out          io.Writer
 	jitter       jitter.Jitter
