@@ -23,9 +23,10 @@ func TestMain(m *testing.M) { e2e.Main(m) }
 // started may outlive it.
 func runTalk(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	before := goleak.IgnoreCurrent() // a concurd the test started is not the talk's
 	var out, errOut strings.Builder
 	code = run(context.Background(), args, &out, &errOut)
-	goleak.VerifyNone(t)
+	goleak.VerifyNone(t, before)
 	return code, out.String(), errOut.String()
 }
 
@@ -228,5 +229,29 @@ func TestUsage(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, c.want) {
 			t.Errorf("talk %v: exit %d, stderr %q, stdout %q; want exit 2 and %q", c.args, code, stderr, stdout, c.want)
 		}
+	}
+}
+
+// The talk connects as internal/dial says, with --addr's TLS and token flags or a service's
+// own, which win over --addr's.
+func TestTLSAndToken(t *testing.T) {
+	certs := e2e.WriteCerts(t)
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := e2e.StartConcurd(t, "--services=caser", "--caser-announce=200ms",
+		"--tls-cert="+certs.ServerCert, "--tls-key="+certs.ServerKey, "--auth-token-file="+token)
+	for _, args := range [][]string{
+		{"--addr=" + p.Addr, "--tls-ca=" + certs.CA, "--token-file=" + token},
+		{"--addr=127.0.0.1:1", "--caser-addr=" + p.Addr, "--caser-tls-ca=" + certs.CA, "--caser-token-file=" + token},
+	} {
+		if code, stdout, stderr := runTalk(t, append(args, "--section=async")...); code != 0 || !strings.Contains(stdout, "Check passed: user A switched") {
+			t.Fatalf("talk %v: exit %d\n%s\n%s", args, code, stdout, stderr)
+		}
+	}
+	code, stdout, _ := runTalk(t, "--addr="+p.Addr, "--tls-ca="+certs.CA, "--section=async")
+	if code != 1 || !strings.Contains(stdout, "FAILED: async: ") || !strings.Contains(stdout, "Unauthenticated") {
+		t.Fatalf("without the token: exit %d\n%s", code, stdout)
 	}
 }
