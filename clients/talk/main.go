@@ -98,40 +98,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	remote := o.all.Addr != ""
-	for _, c := range o.per {
-		remote = remote || c.Addr != ""
+	conns, err := o.addresses(chosen)
+	if err != nil {
+		fmt.Fprintln(stderr, "talk:", err)
+		return 2
 	}
-	if remote {
-		for _, s := range chosen {
-			for _, svc := range needs[s] {
-				if o.per[svc].Addr == "" && o.all.Addr == "" {
-					fmt.Fprintf(stderr, "talk: the %s section needs the %s: give --addr or --%s-addr (or no address at all, for an embedded stack)\n", s, svc, svc)
-					return 2
-				}
-			}
-		}
-	}
-
 	if slices.Contains(chosen, "sites") && t.sites == nil {
-		demo, err := demosites.Start(o.demoListen)
-		if err != nil {
+		if t.demo, err = demosites.Start(o.demoListen); err != nil {
 			fmt.Fprintln(stderr, "talk:", err)
 			return 1
 		}
-		defer demo.Close()
-		t.demo = demo
+		defer t.demo.Close()
 	}
-
-	conns := map[string]dial.Config{}
-	if remote {
-		for svc, c := range o.per {
-			conns[svc] = *c
-			if c.Addr == "" {
-				conns[svc] = o.all
-			}
-		}
-	} else {
+	if conns == nil {
 		addr, stop, err := startStack(o.jitter, t.demo, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "talk:", err)
@@ -142,35 +121,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "talk: stop the embedded stack:", err)
 			}
 		}()
+		conns = map[string]dial.Config{}
 		for _, svc := range stack.Names {
 			conns[svc] = dial.Config{Addr: addr}
 		}
 		fmt.Fprintf(stdout, "An embedded stack serves the four services on %s (counter in memory).\n", addr)
 	}
-	dialed := map[string]*grpc.ClientConn{}
-	for _, s := range chosen {
-		for _, svc := range needs[s] {
-			conn, err := conns[svc].Dial()
-			if err != nil {
-				fmt.Fprintf(stderr, "talk: the %s: %v\n", svc, err)
-				return 2
-			}
-			defer conn.Close()
-			dialed[svc] = conn
-		}
+	closeConns, err := t.connect(conns, chosen)
+	if err != nil {
+		fmt.Fprintln(stderr, "talk:", err)
+		return 2
 	}
-	if c := dialed["printer"]; c != nil {
-		t.printer = printerv1.NewPrinterServiceClient(c)
-	}
-	if c := dialed["counter"]; c != nil {
-		t.counter = counterv1.NewCounterServiceClient(c)
-	}
-	if c := dialed["sitesize"]; c != nil {
-		t.sitesize = sitesizev1.NewSiteSizeServiceClient(c)
-	}
-	if c := dialed["caser"]; c != nil {
-		t.caser = caserv1.NewCaserServiceClient(c)
-	}
+	defer closeConns()
 
 	run := map[string]func(context.Context) error{"threading": t.threading, "sites": t.sitesSection, "async": t.async}
 	var failed []string
@@ -189,6 +151,66 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "\nEvery check passed: %s.\n", strings.Join(chosen, ", "))
 	return 0
+}
+
+// addresses says how to reach each service the chosen sections call: nil for an embedded
+// stack when no address was given at all, else --SERVICE-addr or --addr with their own TLS
+// and token flags.
+func (o *options) addresses(chosen []string) (map[string]dial.Config, error) {
+	remote := o.all.Addr != ""
+	for _, c := range o.per {
+		remote = remote || c.Addr != ""
+	}
+	if !remote {
+		return nil, nil
+	}
+	conns := map[string]dial.Config{}
+	for _, s := range chosen {
+		for _, svc := range needs[s] {
+			switch {
+			case o.per[svc].Addr != "":
+				conns[svc] = *o.per[svc]
+			case o.all.Addr != "":
+				conns[svc] = o.all
+			default:
+				return nil, fmt.Errorf("the %s section needs the %s: give --addr or --%s-addr (or no address at all, for an embedded stack)", s, svc, svc)
+			}
+		}
+	}
+	return conns, nil
+}
+
+// connect makes the clients of the services in conns; close closes their connections.
+func (t *talk) connect(conns map[string]dial.Config, chosen []string) (close func(), err error) {
+	dialed := map[string]*grpc.ClientConn{}
+	close = func() {
+		for _, c := range dialed {
+			c.Close()
+		}
+	}
+	for _, s := range chosen {
+		for _, svc := range needs[s] {
+			conn, err := conns[svc].Dial()
+			if err != nil {
+				close()
+				return nil, fmt.Errorf("the %s: %w", svc, err)
+			}
+			dialed[svc] = conn
+		}
+	}
+	if c := dialed["printer"]; c != nil {
+		t.printer = printerv1.NewPrinterServiceClient(c)
+	}
+	if c := dialed["counter"]; c != nil {
+		t.counter = counterv1.NewCounterServiceClient(c)
+	}
+	if c := dialed["sitesize"]; c != nil {
+		t.sitesize = sitesizev1.NewSiteSizeServiceClient(c)
+	}
+	if c := dialed["caser"]; c != nil {
+		t.caser = caserv1.NewCaserServiceClient(c)
+	}
+	return close, nil
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {

@@ -255,3 +255,11 @@ func TestTLSAndToken(t *testing.T) {
 		t.Fatalf("without the token: exit %d\n%s", code, stdout)
 	}
 }
+
+// A connection that cannot be made is a usage error, named by its service.
+func TestDialError(t *testing.T) {
+	code, _, stderr := runTalk(t, "--caser-addr=127.0.0.1:1", "--caser-token-file=/nonexistent/token", "--section=async")
+	if code != 2 || !strings.Contains(stderr, "talk: the caser: read token file: open /nonexistent/token") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
