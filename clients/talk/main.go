@@ -217,10 +217,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("talk", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{per: map[string]*dial.Config{}}
-	o.all.RegisterFlags(fs, "", "concurd serving every service the talk calls (empty, with no per-service address: an embedded stack)", "")
+	o.all.RegisterFlags(fs, "", "server of every service", "")
 	for _, svc := range stack.Names {
 		o.per[svc] = &dial.Config{}
-		o.per[svc].RegisterFlags(fs, svc+"-", svc+" (overrides --addr and its TLS and token flags for this service)", "")
+		o.per[svc].RegisterFlags(fs, svc+"-", svc+" service", "")
 	}
 	fs.DurationVar(&o.jitter, "jitter", 5*time.Millisecond, "race amplifier (the talk's fuzz()): sleep a random time up to this `duration` between steps; 0 is off. It drives the broken way, the talk's workers and the embedded stack's services")
 	fs.IntVar(&o.workers, "workers", 10, "how many workers share the counter, as the talk's ten threads")
@@ -229,7 +229,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.demoListen, "demo-sites-listen", "127.0.0.1:0", "`address` to serve the demo sites on; a deployed sitesize must be allowed to reach it (--sitesize-allow, --sitesize-allow-ports)")
 	fs.DurationVar(&o.announceWait, "announce-wait", 20*time.Second, "how long the async section waits for the caser's announcement before going on without one")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: talk [flags]\n\nReplays the talk \"Thinking about Concurrency\" against concur and checks each section.\nWith no address it starts an embedded stack.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: talk [flags]\n\nReplays the talk \"Thinking about Concurrency\" against concur and checks each section.\nWith no address it starts an embedded stack. With --addr, every service is reached there;\n--SERVICE-addr, with its own TLS and token flags, reaches one service elsewhere.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -230,6 +230,9 @@ func TestUsage(t *testing.T) {
 			t.Errorf("talk %v: exit %d, stderr %q, stdout %q; want exit 2 and %q", c.args, code, stderr, stdout, c.want)
 		}
 	}
+	if code, _, stderr := runTalk(t, "--help"); code != 0 || !strings.Contains(stderr, "Usage: talk [flags]") {
+		t.Errorf("--help: exit %d, stderr %q", code, stderr)
+	}
 }
 
 // The talk connects as internal/dial says, with --addr's TLS and token flags or a service's
