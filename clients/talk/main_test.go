@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/concur-dev/concur/internal/demosites"
+	"github.com/concur-dev/concur/internal/e2e"
+)
+
+func TestMain(m *testing.M) { e2e.Main(m) }
+
+// runTalk runs the command in this process and returns its exit status and output; nothing it
+// started may outlive it.
+func runTalk(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	before := goleak.IgnoreCurrent() // a concurd the test started is not the talk's
+	var out, errOut strings.Builder
+	code = run(context.Background(), args, &out, &errOut)
+	goleak.VerifyNone(t, before)
+	return code, out.String(), errOut.String()
+}
+
+// printed is the printer's output as the talk shows it, read back with Tail.
+var printed = regexp.MustCompile(`(?s)The printer wrote, read back with Tail \(its jobs (\d+) to (\d+)\):\n(.*?)\n\n`)
+
+// checkPrinted checks that the talk showed the printer's jobs first to last, and that they
+// are the talk's output for the counts from to last.
+func checkPrinted(t *testing.T, stdout string, first, last, from, to int) {
+	t.Helper()
+	m := printed.FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no printer output in:\n%s", stdout)
+	}
+	if m[1] != fmt.Sprint(first) || m[2] != fmt.Sprint(last) {
+		t.Errorf("the talk read the printer's jobs %s to %s, want %d to %d", m[1], m[2], first, last)
+	}
+	if want := talkOutput(from, to); m[3]+"\n" != want {
+		t.Fatalf("the printer printed:\n%s\nwant:\n%s", m[3], want)
+	}
+}
+
+// The whole talk, as a newcomer runs it: the built command, on its embedded stack, with the
+// race amplifier on. It exits 0, shows the talk's printer output exactly, and every section
+// passed its check.
+func TestTalkBuilt(t *testing.T) {
+	stdout, stderr := e2e.Run(t, "", e2e.Talk(t), "--jitter=2ms")
+	checkPrinted(t, stdout, 1, 12, 1, 10)
+	for _, want := range []string{
+		"The counter reads ", "Check passed: the counter counted 1 to 10",
+		"Check passed: one result per URL, each carrying its URL, every size the page's size both ways.",
+		"Check passed: user A switched to title case", "Every check passed: threading, sites, async.",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("no %q in the talk's output:\n%s", want, stdout)
+		}
+	}
+	if stderr != "" {
+		t.Errorf("stderr: %s", stderr)
+	}
+}
+
+// The threading section alone, with more workers than the talk's ten, many times: the
+// printer's output is exact every time, under jitter.
+func TestThreadingSection(t *testing.T) {
+	for range 5 {
+		code, stdout, stderr := runTalk(t, "--section=threading", "--workers=25", "--jitter=1ms")
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		checkPrinted(t, stdout, 1, 27, 1, 25)
+		// The broken way ran too: it is a logical race, so -race has nothing to report.
+		if !regexp.MustCompile(`The counter reads \d+ after 25 increments: `).MatchString(stdout) {
+			t.Fatalf("no broken way in:\n%s", stdout)
+		}
+	}
+}
+
+// The sites section alone: every demo site, at its size, as it completes and one after another.
+func TestSitesSection(t *testing.T) {
+	code, stdout, stderr := runTalk(t, "--section=sites")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, s := range demosites.Sites {
+		line := regexp.MustCompile(`\("http://127\.0\.0\.1:\d+/` + regexp.QuoteMeta(s.Host) + `/", ` + fmt.Sprint(s.Size) + `\)`)
+		want := 2 // as it completed, then one after another
+		if s.Host == "www.cnbc.com" {
+			want = 4 // listed twice, as in the talk
+		}
+		if got := len(line.FindAllString(stdout, -1)); got != want {
+			t.Errorf("%s at %d bytes shown %d times, want %d:\n%s", s.Host, s.Size, got, want, stdout)
+		}
+	}
+	if !regexp.MustCompile(`One trip, 10 at a time: \S+ +one after another: \S+ `).MatchString(stdout) {
+		t.Errorf("no wall times in:\n%s", stdout)
+	}
+}
+
+// asyncTranscript is the async section's output, announcements aside.
+const asyncTranscript = `user A                                      user B
+<welcome: starting in upper case mode>
+                                            <welcome: starting in upper case mode>
+> hello
+Upper-cased: 'HELLO'
+                                            > hello
+                                            Upper-cased: 'HELLO'
+> title
+<switching to title case mode>
+> hello world
+Title-cased: 'Hello World'
+                                            > hello world
+                                            Upper-cased: 'HELLO WORLD'
+> thinking about concurrency
+Title-cased: 'Thinking About Concurrency'
+                                            > thinking about concurrency
+                                            Upper-cased: 'THINKING ABOUT CONCURRENCY'
+> quit
+<goodbye: you said quit>
+                                            > quit
+                                            <goodbye: you said quit>
+`
+
+var announcement = regexp.MustCompile(`(?m)^ *The event loop is still running at: .*\n|^\(waiting up to .*\n`)
+
+// The async section alone: the two sessions' exact exchange, and an announcement heard.
+func TestAsyncSection(t *testing.T) {
+	code, stdout, stderr := runTalk(t, "--section=async")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !announcement.MatchString(stdout) || !strings.Contains(stdout, "The event loop is still running at: ") {
+		t.Errorf("no announcement in:\n%s", stdout)
+	}
+	i := strings.Index(stdout, "user A ")
+	j := strings.Index(stdout, "\nCheck passed: ")
+	if i < 0 || j < i {
+		t.Fatalf("no session in:\n%s", stdout)
+	}
+	if got := announcement.ReplaceAllString(stdout[i:j], ""); got != asyncTranscript {
+		t.Fatalf("the sessions showed:\n%s\nwant:\n%s", got, asyncTranscript)
+	}
+}
+
+// Against deployed services, by address: one concurd with every service and a counter on
+// disk. The second run finds the counter at 10 and the printer's numbering at 12: it checks
+// only its own jobs, 13 to 24, and the counts go on from 11. Then a real misconfiguration
+// fails the check: the talk prints to one printer while the counter forwards to another.
+func TestRemote(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "counter.db")
+	p := e2e.StartConcurd(t, "--counter-db="+db, "--printer-stdout=false", "--caser-announce=300ms")
+	other := e2e.StartConcurd(t, "--services=printer", "--printer-stdout=false")
+	bin := e2e.Talk(t)
+
+	stdout, _ := e2e.Run(t, "", bin, "--addr="+p.Addr, "--section=threading")
+	checkPrinted(t, stdout, 1, 12, 1, 10)
+	stdout, _ = e2e.Run(t, "", bin, "--addr="+p.Addr, "--section=threading")
+	checkPrinted(t, stdout, 13, 24, 11, 20)
+	if !strings.Contains(stdout, "(The counter already read 10, so the counts go on from there.)") {
+		t.Errorf("no word of the counter's earlier value:\n%s", stdout)
+	}
+
+	stdout, stderr, err := e2e.RunErr(t, "", bin, "--addr="+p.Addr, "--printer-addr="+other.Addr, "--section=threading")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("talk with the counter forwarding elsewhere: %v, want exit 1\n%s\n%s", err, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "FAILED: threading: the printer's jobs 1 to 2 are not the talk's output: job 2 is [\"Finishing up\"], want [\"The count is 21\" \"---------------\"]") ||
+		!strings.Contains(stderr, "talk: the check of threading failed") {
+		t.Fatalf("talk with the counter forwarding elsewhere:\n%s\n%s", stdout, stderr)
+	}
+}
+
+// --sites measures the URLs of a file; a deployed sitesize that may not reach the demo sites
+// fails the check, saying how to allow them.
+func TestRemoteSites(t *testing.T) {
+	demo, err := demosites.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { demo.Close() })
+	p := e2e.StartConcurd(t, "--services=sitesize", "--sitesize-allow=127.0.0.1", fmt.Sprintf("--sitesize-allow-ports=%d", demo.Port()))
+	file := filepath.Join(t.TempDir(), "sites.txt")
+	urls := demo.URLs()
+	if err := os.WriteFile(file, []byte("# two of the talk's sites\n"+urls[4]+"\n\n"+urls[5]+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _ := e2e.Run(t, "", e2e.Talk(t), "--sitesize-addr="+p.Addr, "--section=sites", "--sites="+file)
+	for _, i := range []int{4, 5} { // as it completed, then one after another
+		if want := fmt.Sprintf("(%q, %d)", urls[i], demosites.Sites[i].Size); strings.Count(stdout, want) != 2 {
+			t.Errorf("%s shown %d times, want 2:\n%s", want, strings.Count(stdout, want), stdout)
+		}
+	}
+	if !strings.Contains(stdout, "Check passed: one result per URL, each carrying its URL, none failed.") || strings.Count(stdout, "(\"") != 4 {
+		t.Errorf("want the two sites of the file, and a passed check:\n%s", stdout)
+	}
+
+	blocked := e2e.StartConcurd(t, "--services=sitesize")
+	stdout, stderr, err := e2e.RunErr(t, "", e2e.Talk(t), "--sitesize-addr="+blocked.Addr, "--section=sites")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stdout, "FAILED: sites: the sitesize could not measure") ||
+		!strings.Contains(stdout, "run the sitesize's concurd with --sitesize-allow=127.0.0.1") {
+		t.Fatalf("a sitesize that refuses loopback: %v\n%s\n%s", err, stdout, stderr)
+	}
+}
+
+// Usage errors exit 2 and say what is wrong.
+func TestUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--section=locks"}, `--section "locks": choose one of threading, sites, async`},
+		{[]string{"--workers=0"}, "--workers 0: must be at least 1"},
+		{[]string{"--printer-addr=127.0.0.1:1"}, "the threading section needs the counter: give --addr or --counter-addr"},
+		{[]string{"--sites=/nonexistent/sites.txt"}, "--sites: open /nonexistent/sites.txt"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	} {
+		code, stdout, stderr := runTalk(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("talk %v: exit %d, stderr %q, stdout %q; want exit 2 and %q", c.args, code, stderr, stdout, c.want)
+		}
+	}
+	if code, _, stderr := runTalk(t, "--help"); code != 0 || !strings.Contains(stderr, "Usage: talk [flags]") {
+		t.Errorf("--help: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// The talk connects as internal/dial says, with --addr's TLS and token flags or a service's
+// own, which win over --addr's.
+func TestTLSAndToken(t *testing.T) {
+	certs := e2e.WriteCerts(t)
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := e2e.StartConcurd(t, "--services=caser", "--caser-announce=200ms",
+		"--tls-cert="+certs.ServerCert, "--tls-key="+certs.ServerKey, "--auth-token-file="+token)
+	for _, args := range [][]string{
+		{"--addr=" + p.Addr, "--tls-ca=" + certs.CA, "--token-file=" + token},
+		{"--addr=127.0.0.1:1", "--caser-addr=" + p.Addr, "--caser-tls-ca=" + certs.CA, "--caser-token-file=" + token},
+	} {
+		if code, stdout, stderr := runTalk(t, append(args, "--section=async")...); code != 0 || !strings.Contains(stdout, "Check passed: user A switched") {
+			t.Fatalf("talk %v: exit %d\n%s\n%s", args, code, stdout, stderr)
+		}
+	}
+	code, stdout, _ := runTalk(t, "--addr="+p.Addr, "--tls-ca="+certs.CA, "--section=async")
+	if code != 1 || !strings.Contains(stdout, "FAILED: async: ") || !strings.Contains(stdout, "Unauthenticated") {
+		t.Fatalf("without the token: exit %d\n%s", code, stdout)
+	}
+}
+
+// A connection that cannot be made is a usage error, named by its service.
+func TestDialError(t *testing.T) {
+	code, _, stderr := runTalk(t, "--caser-addr=127.0.0.1:1", "--caser-token-file=/nonexistent/token", "--section=async")
+	if code != 2 || !strings.Contains(stderr, "talk: the caser: read token file: open /nonexistent/token") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
