@@ -247,14 +247,18 @@ var (
 	elapsed   = regexp.MustCompile(`"elapsed": "[0-9.]+s"`)
 	size      = regexp.MustCompile(`"size": "\d+"`)
 	finalURL  = regexp.MustCompile(`"finalUrl": "([^"]+)"`)
+	// Which of grpcurl's -max-time and the server's deadline ends a call first varies, and
+	// with it the message.
+	deadline = regexp.MustCompile(`(?m)^(  Code: DeadlineExceeded\n  Message: ).*$`)
 )
 
-// normalise sets aside what truly varies from one run to the next: times, elapsed times, the
-// order of sitesize's unordered results and, in what the README shows, the size of a page it
+// normalise sets aside what truly varies from one run to the next: times, elapsed times,
+// the message of a deadline, the order of sitesize's unordered results and, in what the README shows, the size of a page it
 // measured (that of the file as this checkout has it, served by this test's web server).
 func (s *session) normalise(c readme.Command, out string, shown bool) string {
 	out = timestamp.ReplaceAllString(out, `"TIMESTAMP"`)
 	out = elapsed.ReplaceAllString(out, `"elapsed": "ELAPSED"`)
+	out = deadline.ReplaceAllString(out, "${1}DEADLINE")
 	if !strings.Contains(c.Text, "SiteSizeService/Measure") {
 		return out
 	}
