@@ -26,10 +26,9 @@ type Block struct {
 	// Info is the fence's info string: console, sh, ...
 	Info     string
 	Commands []Command
-	// Concurd holds the arguments of the last `go run ./cmd/concurd` the section mentions
-	// before the block, in its text or its code; HasConcurd says whether there was one.
-	Concurd    []string
-	HasConcurd bool
+	// Concurd holds the flags of the last `go run ./cmd/concurd` the section mentions before
+	// the block, in its text or its code.
+	Concurd []string
 }
 
 // Command is one command of a session and the output the document shows for it.
@@ -68,19 +67,18 @@ var (
 func Parse(doc string) ([]Block, error) {
 	lines := strings.Split(doc, "\n")
 	var (
-		blocks     []Block
-		section    string
-		concurd    []string
-		hasConcurd bool
+		blocks  []Block
+		section string
+		concurd []string
 	)
 	for i := 0; i < len(lines); i++ {
 		line := lines[i]
 		if title, ok := strings.CutPrefix(line, "## "); ok {
-			section, concurd, hasConcurd = strings.TrimSpace(title), nil, false
+			section, concurd = strings.TrimSpace(title), nil
 			continue
 		}
 		if args, ok := lastConcurd(line); ok {
-			concurd, hasConcurd = args, true
+			concurd = args
 		}
 		info, ok := strings.CutPrefix(line, "```")
 		if !ok {
@@ -96,14 +94,14 @@ func Parse(doc string) ([]Block, error) {
 		if end == len(lines) {
 			return nil, fmt.Errorf("line %d: the block is never closed", open)
 		}
-		b := Block{Section: section, Line: open, Info: strings.TrimSpace(info), Concurd: concurd, HasConcurd: hasConcurd}
+		b := Block{Section: section, Line: open, Info: strings.TrimSpace(info), Concurd: concurd}
 		cmds, err := session(lines[open:end], open+1)
 		if err != nil {
 			return nil, err
 		}
 		for _, body := range lines[open:end] {
 			if args, ok := lastConcurd(body); ok {
-				concurd, hasConcurd = args, true
+				concurd = args
 			}
 		}
 		i = end

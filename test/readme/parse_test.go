@@ -22,7 +22,7 @@ func TestParse(t *testing.T) {
 				"```console\n$ # a comment: it's not output\n$ grpcurl -plaintext localhost:50051 list\nfoo\n  bar\n$ cat out.txt\n$ grpcurl x\nERROR:\n```\n",
 			want: []readme.Block{{
 				Section: "The printer", Line: 5, Info: "console",
-				Concurd: []string{"--printer-file=out.txt"}, HasConcurd: true,
+				Concurd: []string{"--printer-file=out.txt"},
 				Commands: []readme.Command{
 					{Line: 6, Text: "# a comment: it's not output"},
 					{Line: 7, Text: "grpcurl -plaintext localhost:50051 list", Output: "foo\n  bar\n"},
@@ -48,7 +48,7 @@ func TestParse(t *testing.T) {
 			doc: "## A\n`go run ./cmd/concurd --x=1`\n```sh\npython3 -m http.server 8000 &\ngo run ./cmd/concurd --a=b --c\n```\n" +
 				"```json\n{}\n```\n```console\n$ grpcurl\n```\n## B\n```console\n$ grpcurl\n```\n",
 			want: []readme.Block{
-				{Section: "A", Line: 10, Info: "console", Concurd: []string{"--a=b", "--c"}, HasConcurd: true, Commands: []readme.Command{{Line: 11, Text: "grpcurl"}}},
+				{Section: "A", Line: 10, Info: "console", Concurd: []string{"--a=b", "--c"}, Commands: []readme.Command{{Line: 11, Text: "grpcurl"}}},
 				{Section: "B", Line: 14, Info: "console", Commands: []readme.Command{{Line: 15, Text: "grpcurl"}}},
 			},
 		},

@@ -33,12 +33,11 @@ type plan struct {
 	// blocks holds, for each grpcurl block of the section in order, the fewest grpcurl
 	// commands it must have, so that a parser finding nothing cannot pass.
 	blocks []int
-	// readmeConcurd: concurd runs with the flags of the `go run ./cmd/concurd` the section
-	// shows before its first block; otherwise with its defaults.
-	readmeConcurd bool
 	// restartBefore is a block that runs on concurd restarted with the same flags (0: none).
 	restartBefore int
-	// server, when set, starts a concurd of its own for each command.
+	// server, when set, starts a concurd of its own for each command. Otherwise the section's
+	// examples share one, started with the flags of the `go run ./cmd/concurd` the section
+	// shows before its first block, or with none.
 	server func(t *testing.T, s *session, c readme.Command) *e2e.Process
 	// atRestart checks what the README says of the concurd stopped at the restart, given
 	// the blocks that ran on it.
@@ -48,9 +47,9 @@ type plan struct {
 var plans = map[string]plan{
 	"Calling the services with grpcurl": {blocks: []int{5}},
 	"Running concurd":                   {blocks: []int{2}, server: securedConcurd},
-	"The printer":                       {blocks: []int{6, 1, 3}, readmeConcurd: true, restartBefore: 2, atRestart: printerStdout},
-	"The counter":                       {blocks: []int{1, 3, 1, 3, 3}, readmeConcurd: true},
-	"The sitesize service: page sizes in batches": {blocks: []int{1, 1, 1}, readmeConcurd: true},
+	"The printer":                       {blocks: []int{6, 1, 3}, restartBefore: 2, atRestart: printerStdout},
+	"The counter":                       {blocks: []int{1, 3, 1, 3, 3}},
+	"The sitesize service: page sizes in batches": {blocks: []int{1, 1, 1}},
 	"The caser: the talk's async sessions":        {blocks: []int{1, 3}},
 }
 
@@ -122,13 +121,7 @@ func newSession(t *testing.T, grpcurl string) *session {
 }
 
 func run(t *testing.T, s *session, p plan, blocks []readme.Block) {
-	var args []string
-	if p.readmeConcurd {
-		if !blocks[0].HasConcurd {
-			t.Fatalf("README.md:%d: the section does not say how to start concurd before its examples", blocks[0].Line)
-		}
-		args = s.concurdArgs(blocks[0].Concurd)
-	}
+	args := s.concurdArgs(blocks[0].Concurd)
 	if p.server == nil {
 		s.p = e2e.StartConcurd(t, args...)
 	}
