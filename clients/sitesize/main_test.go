@@ -141,29 +141,6 @@ func TestClient(t *testing.T) {
 	})
 }
 
-// The README's grpcurl commands, run for real: a batch, a bad batch, the contract's comments.
-func TestGrpcurl(t *testing.T) {
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(make([]byte, 1024)) }))
-	defer web.Close()
-	concurd := e2e.StartConcurd(t, "--services=sitesize", "--sitesize-allow=127.0.0.0/8", "--sitesize-allow-ports=1024-65535")
-	grpcurl := e2e.Grpcurl(t)
-
-	out, _ := e2e.Run(t, "", grpcurl, "-plaintext", "-d", `{"urls":["`+web.URL+`/a","http://169.254.169.254/"]}`, concurd.Addr, "concur.sitesize.v1.SiteSizeService/Measure")
-	for _, want := range []string{`"size": "1024"`, `"status": 200`, `"code": "FETCH_ERROR_CODE_BLOCKED"`, `"index": 1`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("grpcurl Measure lacks %s:\n%s", want, out)
-		}
-	}
-	out, stderr, err := e2e.RunErr(t, "", grpcurl, "-plaintext", "-d", `{"urls":["http://a/","ftp://b/"]}`, concurd.Addr, "concur.sitesize.v1.SiteSizeService/Measure")
-	if err == nil || !strings.Contains(stderr, "Code: InvalidArgument") || !strings.Contains(stderr, "urls[1]") {
-		t.Errorf("a bad URL: %v\n%s%s", err, out, stderr)
-	}
-	out, _ = e2e.Run(t, "", grpcurl, "-plaintext", concurd.Addr, "describe", "concur.sitesize.v1.SiteSizeService")
-	if !strings.Contains(out, "// Measure fetches every URL of the batch") || !strings.Contains(out, "rpc Measure ( .concur.sitesize.v1.MeasureRequest ) returns ( stream .concur.sitesize.v1.MeasureResponse )") {
-		t.Errorf("describe:\n%s", out)
-	}
-}
-
 // SIGTERM in the middle of a batch: the hanging fetch stops, the client gets what finished and
 // then UNAVAILABLE, and concurd exits 0.
 func TestSigtermMidBatch(t *testing.T) {

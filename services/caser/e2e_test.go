@@ -48,49 +48,6 @@ func TestConcurdSaysGoodbyeToThousandSessionsOnSIGTERM(t *testing.T) {
 	}
 }
 
-// The README's grpcurl lines: a whole session through -d @, Case, and Case refused.
-func TestGrpcurl(t *testing.T) {
-	p := e2e.StartConcurd(t, "--services=caser", "--caser-announce=0")
-	grpcurl := e2e.Grpcurl(t)
-
-	session := `{"line": "hello"}
-{"line": "title"}
-{"line": "hello world"}
-{"line": "quit"}
-`
-	out, _ := e2e.Run(t, session, grpcurl, "-plaintext", "-d", "@", p.Addr, "concur.caser.v1.CaserService/Session")
-	inOrder(t, out,
-		`"welcome": {`, `"text": "\u003cwelcome: starting in upper case mode\u003e"`,
-		`"cased": {`, `"text": "HELLO"`, `"mode": "MODE_UPPER"`,
-		`"modeChanged": {`, `"mode": "MODE_TITLE"`,
-		`"cased": {`, `"text": "Hello World"`, `"mode": "MODE_TITLE"`,
-		`"goodbye": {`, `"reason": "GOODBYE_REASON_QUIT"`)
-
-	out, _ = e2e.Run(t, "", grpcurl, "-plaintext", "-d", `{"text": "straße ﬁsh"}`, p.Addr, "concur.caser.v1.CaserService/Case")
-	inOrder(t, out, `"text": "STRASSE FISH"`, `"mode": "MODE_UPPER"`)
-	out, _ = e2e.Run(t, "", grpcurl, "-plaintext", "-d", `{"text": "hello_world ΟΔΟΣ", "mode": "MODE_TITLE"}`, p.Addr, "concur.caser.v1.CaserService/Case")
-	inOrder(t, out, `"text": "Hello_World Οδος"`, `"mode": "MODE_TITLE"`)
-
-	_, stderr, err := e2e.RunErr(t, "", grpcurl, "-plaintext", "-d", `{"text": "hello", "mode": 7}`, p.Addr, "concur.caser.v1.CaserService/Case")
-	if err == nil {
-		t.Fatal("grpcurl succeeded with an unknown mode")
-	}
-	inOrder(t, stderr, "Code: InvalidArgument", "google.rpc.BadRequest", `"field": "mode"`)
-}
-
-// inOrder checks that out holds each of wants, one after the other.
-func inOrder(t *testing.T, out string, wants ...string) {
-	t.Helper()
-	rest := out
-	for _, w := range wants {
-		i := strings.Index(rest, w)
-		if i < 0 {
-			t.Fatalf("missing %s (in order) in:\n%s", w, out)
-		}
-		rest = rest[i+len(w):]
-	}
-}
-
 // concurd takes the caser's flags and their environment variables, and refuses bad values.
 func TestConcurdCaserFlags(t *testing.T) {
 	t.Setenv("CONCUR_CASER_IDLE", "50ms")

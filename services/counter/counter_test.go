@@ -592,6 +592,41 @@ func TestNamedPrintJobs(t *testing.T) {
 	}
 }
 
+// Only an applied increment is printed, once: a replayed retry, a refused request_id, an
+// overflow and a bad delta print nothing, and a stream's increments print in order.
+func TestPrintsOnlyWhatWasApplied(t *testing.T) {
+	noLeaks(t)
+	p := startPrinterDouble(t)
+	c := startCounter(t, config(t), counter.Deps{Printer: printerClient(t, p.addr)}).client
+	ctx := t.Context()
+	c.Increment(ctx, &counterv1.IncrementRequest{})
+	apples := &counterv1.IncrementRequest{Name: "apples", Delta: new(int64(5)), RequestId: "order-1042"}
+	c.Increment(ctx, apples)
+	if r, err := c.Increment(ctx, apples); err != nil || !r.GetReplayed() {
+		t.Fatalf("retry: %v, %v", r, err)
+	}
+	if _, err := c.Increment(ctx, &counterv1.IncrementRequest{Name: "apples", Delta: new(int64(7)), RequestId: "order-1042"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("request_id reused for another delta: %v", err)
+	}
+	sendStream(ctx, c, []*counterv1.CounterIncrement{inc("apples"), inc("pears", 2)}, []*counterv1.CounterIncrement{inc(""), inc(""), inc("apples", -3)})
+	c.Increment(ctx, &counterv1.IncrementRequest{Name: "big", Delta: new(int64(math.MaxInt64))})
+	if _, err := c.Increment(ctx, &counterv1.IncrementRequest{Name: "big"}); status.Code(err) != codes.OutOfRange {
+		t.Fatalf("overflow: %v", err)
+	}
+	if _, err := c.Increment(ctx, &counterv1.IncrementRequest{Delta: new(int64(0))}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("delta 0: %v", err)
+	}
+	if _, err := c.Join(ctx, &counterv1.JoinRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"The count is 1", "---------------", "The count of apples is 5", "The count of apples is 6",
+		"The count of pears is 2", "The count is 2", "---------------", "The count is 3", "---------------",
+		"The count of apples is 3", "The count of big is 9223372036854775807"}
+	if got := p.lines(); !slices.Equal(got, want) {
+		t.Fatalf("printed %q, want %q", got, want)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, mutate := range []func(*counter.Config){
 		func(c *counter.Config) { c.DB = "" },

@@ -2,7 +2,6 @@ package counter_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,9 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
@@ -155,86 +151,4 @@ func TestPrinterProcessRestarts(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 	checkTalkOutput(t, lines, 1, int(j.GetSequence()))
-}
-
-// The README's grpcurl examples, run the way a user runs them: one concurd with the printer
-// and the counter, the real grpcurl, IncrementStream fed through -d @.
-func TestReadmeExamples(t *testing.T) {
-	p := e2e.StartConcurd(t, "--counter-db="+filepath.Join(t.TempDir(), "counter.db"))
-	grpcurl := e2e.Grpcurl(t)
-	call := func(stdin string, args ...string) string {
-		t.Helper()
-		out, _ := e2e.Run(t, stdin, grpcurl, append([]string{"-plaintext"}, args...)...)
-		return out
-	}
-	fails := func(args ...string) string {
-		t.Helper()
-		_, errOut, err := e2e.RunErr(t, "", grpcurl, append([]string{"-plaintext"}, args...)...)
-		if err == nil {
-			t.Fatalf("grpcurl %v succeeded", args)
-		}
-		return errOut
-	}
-	const svc = "concur.counter.v1.CounterService/"
-	var inc counterv1.IncrementResponse
-	decode := func(out string, m proto.Message) {
-		t.Helper()
-		if err := protojson.Unmarshal([]byte(out), m); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
-	}
-
-	decode(call("", p.Addr, svc+"Increment"), &inc)
-	if inc.GetName() != "default" || inc.GetValue() != 1 || inc.GetSequence() != 1 {
-		t.Fatalf("Increment: %v", &inc)
-	}
-	apples := `{"name": "apples", "delta": 5, "request_id": "order-1042"}`
-	decode(call("", "-d", apples, p.Addr, svc+"Increment"), &inc)
-	decode(call("", "-d", apples, p.Addr, svc+"Increment"), &inc)
-	if inc.GetValue() != 5 || inc.GetSequence() != 2 || !inc.GetReplayed() {
-		t.Fatalf("retried Increment: %v", &inc)
-	}
-	if out := fails("-d", `{"name": "apples", "delta": 7, "request_id": "order-1042"}`, p.Addr, svc+"Increment"); !strings.Contains(out, "Code: InvalidArgument") || !strings.Contains(out, `"field": "request_id"`) {
-		t.Fatalf("reused request_id: %s", out)
-	}
-
-	var sum counterv1.IncrementStreamResponse
-	decode(call(`{"increments": [{"name": "apples"}, {"name": "pears", "delta": 2}]}
-{"increments": [{}, {}, {"name": "apples", "delta": -3}]}
-`, "-d", "@", p.Addr, svc+"IncrementStream"), &sum)
-	if got := fmt.Sprint(sum.GetApplied(), sum.GetCounters()); got != fmt.Sprint(uint64(5), []*counterv1.CounterValue{
-		{Name: "apples", Value: new(int64(3))}, {Name: "pears", Value: new(int64(2))}, {Name: "default", Value: new(int64(3))}}) {
-		t.Fatalf("IncrementStream: %s", got)
-	}
-
-	var get counterv1.GetResponse
-	decode(call("", "-d", `{"name": "apples"}`, p.Addr, svc+"Get"), &get)
-	var join counterv1.JoinResponse
-	decode(call("", p.Addr, svc+"Join"), &join)
-	if get.GetValue() != 3 || join.GetSequence() != 7 || !join.GetPrinted() {
-		t.Fatalf("Get %v, Join %v", &get, &join)
-	}
-	out, _, _ := e2e.RunErr(t, "", grpcurl, "-plaintext", "-max-time", "1", "-d", `{"name": "apples"}`, p.Addr, svc+"Watch")
-	if !strings.Contains(out, `"value": "3"`) || !strings.Contains(out, `"sequence": "7"`) {
-		t.Fatalf("Watch: %s", out)
-	}
-
-	decode(call("", "-d", `{"name": "big", "delta": "9223372036854775807"}`, p.Addr, svc+"Increment"), &inc)
-	if out := fails("-d", `{"name": "big"}`, p.Addr, svc+"Increment"); !strings.Contains(out, "Code: OutOfRange") {
-		t.Fatalf("overflow: %s", out)
-	}
-	if out := fails("-d", `{"delta": 0}`, p.Addr, svc+"Increment"); !strings.Contains(out, "Code: InvalidArgument") || !strings.Contains(out, `"field": "delta"`) {
-		t.Fatalf("zero delta: %s", out)
-	}
-
-	// The printer of the same concurd printed every increment's print job, in order.
-	if _, err := printerv1.NewPrinterServiceClient(e2e.Dial(t, p.Addr)).Join(t.Context(), &printerv1.JoinRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	want := strings.Join([]string{"The count is 1", "---------------", "The count of apples is 5", "The count of apples is 6",
-		"The count of pears is 2", "The count is 2", "---------------", "The count is 3", "---------------",
-		"The count of apples is 3", "The count of big is 9223372036854775807", ""}, "\n")
-	if got := p.WaitStdout(t, len(want)); got != want {
-		t.Fatalf("concurd printed:\n%s\nwant:\n%s", got, want)
-	}
 }

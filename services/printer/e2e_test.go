@@ -307,61 +307,6 @@ func TestKilledThenResentPrintsEveryJobOnce(t *testing.T) {
 	}
 }
 
-// The README's grpcurl examples, run as written against concurd with a file, then again
-// after a restart on the same file.
-func TestReadmeExamples(t *testing.T) {
-	noLeaks(t)
-	path := filepath.Join(t.TempDir(), "out.txt")
-	grpcurl := e2e.Grpcurl(t)
-	p := e2e.StartConcurd(t, "--printer-file="+path)
-	call := func(method, stdin string, args ...string) string {
-		t.Helper()
-		out, _ := e2e.Run(t, stdin, grpcurl, append(append([]string{"-plaintext"}, args...), p.Addr, "concur.printer.v1.PrinterService/"+method)...)
-		return out
-	}
-	expect := func(got string, want ...string) {
-		t.Helper()
-		for _, w := range want {
-			if !strings.Contains(got, w) {
-				t.Fatalf("grpcurl printed:\n%s\nwhich lacks %q", got, w)
-			}
-		}
-	}
-	counter1 := `{"lines":["The count is 1","---------------"],"source":"counter","source_sequence":1}`
-	expect(call("Print", "", "-d", `{"lines":["Starting up"]}`), `"sequence": "1"`)
-	expect(call("Print", "", "-d", counter1), `"sequence": "2"`)
-	expect(call("Print", "", "-d", counter1), `"duplicate": true`)
-	expect(call("PrintStream", `{"jobs": [{"lines": ["The count is 2", "---------------"], "source": "counter", "source_sequence": 2},
-          {"lines": ["The count is 3", "---------------"], "source": "counter", "source_sequence": 3}]}
-{"jobs": [{"lines": ["Finishing up"]}]}
-`, "-d", "@"), `"sequence": "3"`, `"sourceSequence": "2"`, `"sequence": "4"`, `"sequence": "5"`)
-	expect(call("Join", ""), `"sequence": "5"`)
-	expect(call("Tail", "", "-d", `{"from_sequence":4,"history_only":true}`), `"The count is 3"`, `"Finishing up"`, `"writtenAt"`)
-	talk := []string{"Starting up", "The count is 1", "---------------", "The count is 2", "---------------", "The count is 3", "---------------", "Finishing up"}
-	if got := readFile(t, path); !slices.Equal(got, talk) {
-		t.Fatalf("the file holds %q, want %q", got, talk)
-	}
-	_, stderr, err := e2e.RunErr(t, "", grpcurl, "-plaintext", "-d", `{"lines":["two\nlines"]}`, p.Addr, "concur.printer.v1.PrinterService/Print")
-	if err == nil {
-		t.Fatal("a line with a newline was accepted")
-	}
-	expect(stderr, "Code: InvalidArgument", `"field": "lines[0]"`, "holds the control character U+000A at byte 3")
-	stopConcurd(t, p)
-	if got := splitLines(p.Stdout()); !slices.Equal(got, talk) {
-		t.Fatalf("stdout holds %q, want %q", got, talk)
-	}
-
-	p = e2e.StartConcurd(t, "--printer-file="+path)
-	expect(call("Print", "", "-d", `{"lines":["The count is 3","---------------"],"source":"counter","source_sequence":3}`), `"duplicate": true`)
-	expect(call("Print", "", "-d", `{"lines":["Starting up again"]}`), `"sequence": "6"`)
-	_, stderr, err = e2e.RunErr(t, "", grpcurl, "-plaintext", "-d", `{"from_sequence":2}`, p.Addr, "concur.printer.v1.PrinterService/Tail")
-	if err == nil {
-		t.Fatal("Tail from a sequence from before the restart did not fail")
-	}
-	expect(stderr, "Code: OutOfRange", "the oldest kept is 6", `"reason": "SEQUENCE_NOT_KEPT"`, `"oldest_sequence": "6"`)
-	stopConcurd(t, p)
-}
-
 // concurd refuses to start on a bad printer flag, or on a file another concurd prints to,
 // saying why.
 func TestConcurdRefusesToStart(t *testing.T) {
