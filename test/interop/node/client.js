@@ -165,7 +165,7 @@ async function sitesize() {
       { url: want.url, status: want.status, size: want.size, truncated: false, error: null });
   }
   client.close();
-  console.log(`sitesize: ${results.length} pages measured, each its URL, status and size`);
+  console.log(`sitesize: ${results.length} of ${pages.length} results as expected: URL, status and size`);
 }
 
 async function caser() {
