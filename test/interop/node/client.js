@@ -7,7 +7,7 @@
 //   node client.js --addr localhost:50051 [--page STATUS:SIZE:URL]...
 //
 // Each --page is a URL that sitesize may fetch and the status and size it must report; without
-// one, Measure is not called.
+// one, Measure is not called. --api is the folder of the .proto files (this repository's api/).
 'use strict';
 
 const path = require('node:path');
@@ -16,13 +16,26 @@ const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 
-const { values: flags } = parseArgs({
-  options: {
-    addr: { type: 'string', default: 'localhost:50051' },
-    api: { type: 'string', default: path.join(__dirname, '..', '..', '..', 'api') },
-    page: { type: 'string', multiple: true, default: [] },
-  },
-});
+const usage = 'usage: node client.js --addr HOST:PORT [--api DIR] [--page STATUS:SIZE:URL]...';
+let flags;
+let pages;
+try {
+  flags = parseArgs({
+    options: {
+      addr: { type: 'string', default: 'localhost:50051' },
+      api: { type: 'string', default: path.join(__dirname, '..', '..', '..', 'api') },
+      page: { type: 'string', multiple: true, default: [] },
+    },
+  }).values;
+  pages = flags.page.map((p) => {
+    const [, status, size, url] = /^(\d+):(\d+):(.+)$/.exec(p) ?? [];
+    if (!url) throw new Error(`--page ${p}: want STATUS:SIZE:URL`);
+    return { url, status: Number(status), size: BigInt(size) };
+  });
+} catch (err) {
+  console.error(`${err.message}\n${usage}`);
+  process.exit(2);
+}
 
 // The contracts, as any other language would load them. int64 and uint64 come as strings
 // (a JavaScript number cannot hold them all) and are compared as BigInt; enums come by name.
@@ -146,15 +159,10 @@ async function printer(counterLines) {
 }
 
 async function sitesize() {
-  if (flags.page.length === 0) {
+  if (pages.length === 0) {
     console.log('sitesize: no --page given, Measure not called');
     return;
   }
-  const pages = flags.page.map((p) => {
-    const [, status, size, url] = /^(\d+):(\d+):(.+)$/.exec(p) ?? [];
-    if (!url) throw new Error(`--page ${p}: want STATUS:SIZE:URL`);
-    return { url, status: Number(status), size: BigInt(size) };
-  });
   const client = new concur.sitesize.v1.SiteSizeService(flags.addr, credentials);
   const results = await collect(client.Measure({ urls: pages.map((p) => p.url) }, { deadline: deadline() }));
   expect('Measure: results, one per URL, by index', results.map((r) => r.index).sort((a, b) => a - b), pages.map((_, i) => i));
@@ -189,20 +197,27 @@ async function caser() {
 }
 
 async function main() {
-  const counterLines = await counter();
-  await printer(counterLines);
-  await sitesize();
-  await caser();
+  let step;
+  try {
+    step = 'counter';
+    const counterLines = await counter();
+    step = 'printer';
+    await printer(counterLines);
+    step = 'sitesize';
+    await sitesize();
+    step = 'caser';
+    await caser();
+  } catch (err) {
+    if (err instanceof Mismatch) {
+      console.error(`MISMATCH: ${err.message}`);
+    } else if (err.code !== undefined && err.details !== undefined) {
+      console.error(`${step}: gRPC error ${grpc.status[err.code]}: ${err.details}`);
+    } else {
+      console.error(`${step}:`, err);
+    }
+    process.exit(1);
+  }
   console.log(`all checks passed against ${flags.addr}`);
 }
 
-main().catch((err) => {
-  if (err instanceof Mismatch) {
-    console.error(`MISMATCH: ${err.message}`);
-  } else if (err.code !== undefined && err.details !== undefined) {
-    console.error(`gRPC error: ${grpc.status[err.code]}: ${err.details}`);
-  } else {
-    console.error(err);
-  }
-  process.exit(1);
-});
+main();
