@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/internal/demosites"
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/services/sitesize"
 )
@@ -127,7 +128,7 @@ func plainPool(ctx context.Context, urls []string, concurrency int) (time.Durati
 	for range concurrency {
 		wg.Go(func() {
 			for u := range next {
-				if n, err := get(ctx, client, u); err != nil || n != pageSize {
+				if n, err := demosites.Fetch(ctx, client, u); err != nil || n != pageSize {
 					failed.Add(1)
 				}
 			}
@@ -150,24 +151,11 @@ func sequential(ctx context.Context, urls []string) (time.Duration, error) {
 	defer client.CloseIdleConnections()
 	start := time.Now()
 	for _, u := range urls {
-		if _, err := get(ctx, client, u); err != nil {
+		if _, err := demosites.Fetch(ctx, client, u); err != nil {
 			return 0, err
 		}
 	}
 	return time.Since(start), nil
-}
-
-func get(ctx context.Context, client *http.Client, url string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	return io.Copy(io.Discard, resp.Body)
 }
 
 // measureBatch sends urls as one batch and waits for every result.

@@ -62,7 +62,7 @@ func (t *talk) sitesSection(ctx context.Context) error {
 	client := &http.Client{Transport: transport, Timeout: fetchTimeout}
 	began = time.Now()
 	for i, url := range urls {
-		size, err := fetch(ctx, client, url)
+		size, err := demosites.Fetch(ctx, client, url)
 		if err != nil {
 			fmt.Fprintf(t.out, "(%q, %v)\n", url, err)
 			errs = append(errs, fmt.Errorf("fetch %s: %w", url, err))
@@ -125,18 +125,4 @@ func blockedHint(r *sitesizev1.MeasureResponse, demo bool) string {
 		return ""
 	}
 	return " (run the sitesize's concurd with --sitesize-allow=127.0.0.1 and --sitesize-allow-ports set to the port of --demo-sites-listen, on the same host; or give --sites)"
-}
-
-// fetch reads a page and returns its size, as the talk's sitesize() does.
-func fetch(ctx context.Context, client *http.Client, url string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	return io.Copy(io.Discard, resp.Body)
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -105,4 +106,19 @@ func (s *Server) Close() error {
 	}
 	<-s.done
 	return err
+}
+
+// Fetch reads a page with a plain GET and returns the bytes of its body: the talk's
+// sitesize(), the client-side way the sitesize service is compared with.
+func Fetch(ctx context.Context, client *http.Client, url string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(io.Discard, resp.Body)
 }

@@ -47,4 +47,10 @@ func TestSites(t *testing.T) {
 	if code, _ := get("http://" + s.Addr().String() + "/www.example.com/"); code != http.StatusNotFound {
 		t.Errorf("an unknown site: %d, want 404", code)
 	}
+	if n, err := demosites.Fetch(t.Context(), client, urls[1]); err != nil || n != int64(demosites.Sites[1].Size) {
+		t.Errorf("Fetch %s = %d, %v; want %d bytes", urls[1], n, err, demosites.Sites[1].Size)
+	}
+	if _, err := demosites.Fetch(t.Context(), client, "http://"+s.Addr().String()+"/\x7f"); err == nil {
+		t.Errorf("Fetch of a URL that does not parse: no error")
+	}
 }
