@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
 	"github.com/concur-dev/concur/clients/caser/render"
@@ -83,18 +82,9 @@ func (t *talk) async(ctx context.Context) error {
 	// comes; announcements are shown too.
 	next := func(user int) (*caserv1.SessionResponse, error) {
 		for {
-			var r reply
-			select {
-			case r = <-users[user].replies:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			if r.err != nil {
-				return nil, fmt.Errorf("user %c's session: %w", 'A'+user, r.err)
-			}
-			t.say(user, render.Reply(r.msg, false))
-			if r.msg.GetAnnouncement() == nil {
-				return r.msg, nil
+			m, err := t.receive(ctx, users[user], user)
+			if err != nil || m.GetAnnouncement() == nil {
+				return m, err
 			}
 			announced = true
 		}
@@ -154,23 +144,32 @@ func (t *talk) async(ctx context.Context) error {
 // the announcement. None coming is not a failure: a deployed caser may announce rarely, or
 // never (--caser-announce=0); the talk says so and goes on.
 func (t *talk) awaitAnnouncement(ctx context.Context, s *session, user int) error {
-	timer := time.NewTimer(t.announceWait)
-	defer timer.Stop()
+	wait, cancel := context.WithTimeout(ctx, t.announceWait)
+	defer cancel()
+	m, err := t.receive(wait, s, user)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		fmt.Fprintf(t.out, "(no announcement within %v: the caser announces every --caser-announce, 15s by default, or never with 0)\n", t.announceWait)
+	case err != nil:
+		return err
+	case m.GetAnnouncement() == nil:
+		return errors.New("the caser sent a message nobody asked for")
+	}
+	return nil
+}
+
+// receive returns the user's next message, shown in the user's column.
+func (t *talk) receive(ctx context.Context, s *session, user int) (*caserv1.SessionResponse, error) {
 	select {
 	case r := <-s.replies:
 		if r.err != nil {
-			return fmt.Errorf("user %c's session: %w", 'A'+user, r.err)
+			return nil, fmt.Errorf("user %c's session: %w", 'A'+user, r.err)
 		}
 		t.say(user, render.Reply(r.msg, false))
-		if r.msg.GetAnnouncement() == nil {
-			return errors.New("the caser sent a message nobody asked for")
-		}
-	case <-timer.C:
-		fmt.Fprintf(t.out, "(no announcement within %v: the caser announces every --caser-announce, 15s by default, or never with 0)\n", t.announceWait)
+		return r.msg, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	return nil
 }
 
 // say shows a line in the user's column.

@@ -161,9 +161,6 @@ func session(lines []string, first int) ([]Command, error) {
 		}
 		cmds = append(cmds, c)
 	}
-	if len(cmds) == 0 {
-		return nil, nil
-	}
 	return cmds, nil
 }
 

@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,12 +169,12 @@ func (s *session) concurdArgs(readmeArgs []string) []string {
 
 // rewrite puts the addresses of this test where the README has its own.
 func (s *session) rewrite(text string) string {
-	u, _ := url.Parse(s.web.URL)
-	r := strings.NewReplacer(":8000", ":"+u.Port(), "=8000", "="+u.Port())
+	port := strconv.Itoa(s.web.Listener.Addr().(*net.TCPAddr).Port)
+	pairs := []string{":8000", ":" + port, "=8000", "=" + port}
 	if s.p != nil {
-		r = strings.NewReplacer("localhost:50051", s.p.Addr, ":8000", ":"+u.Port(), "=8000", "="+u.Port())
+		pairs = append(pairs, "localhost:50051", s.p.Addr)
 	}
-	return r.Replace(text)
+	return strings.NewReplacer(pairs...).Replace(text)
 }
 
 // check runs c and compares what it does with what the README shows.

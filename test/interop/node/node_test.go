@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -143,16 +144,7 @@ func installed(t *testing.T) bool {
 	if _, err := os.Stat(filepath.Join("node_modules", ".package-lock.json")); err != nil {
 		return false
 	}
-	got := lockedPackages(t, filepath.Join("node_modules", ".package-lock.json"))
-	if len(got) != len(want) {
-		return false
-	}
-	for path, w := range want {
-		if got[path] != w {
-			return false
-		}
-	}
-	return true
+	return maps.Equal(lockedPackages(t, filepath.Join("node_modules", ".package-lock.json")), want)
 }
 
 type lockedPackage struct{ Version, Integrity string }
