@@ -170,14 +170,13 @@ func measure(ctx context.Context, o options, req *sitesizev1.MeasureRequest, p *
 	if err != nil {
 		return s, err
 	}
+	defer p.done()
 	for {
 		r, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			p.done()
 			return s, nil
 		}
 		if err != nil {
-			p.done()
 			return s, err
 		}
 		s.results++

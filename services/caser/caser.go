@@ -2,12 +2,12 @@
 // Session is a conversation with state of its own, its mode, and thousands run side by side
 // without a lock.
 //
-// A session is two goroutines. Its handler goroutine owns the session: it holds the mode,
-// computes every reply and is the stream's only sender (gRPC allows one), choosing in one
-// select among the client's next line, the next announcement, the idle timer and shutdown, so
-// an announcement never races a reply. A reader goroutine does nothing but Recv and hand the
-// lines over, since a blocked Recv cannot be selected on. A client that stops reading blocks
-// its own session's Send and nothing else.
+// A session's handler goroutine owns the session: it holds the mode, computes every reply and
+// is the stream's only sender (gRPC allows one), choosing in one select among the client's
+// next line, the next announcement, the idle timer and shutdown, so an announcement never
+// races a reply. serve.Receive does the session's Recv in a goroutine of its own, since a
+// blocked Recv cannot be selected on. A client that stops reading blocks its own session's
+// Send and nothing else.
 //
 // Announcements (the talk's call_periodic) are beats: one announcer goroutine makes a beat
 // every --caser-announce and publishes it by closing the previous beat's channel, which every
@@ -91,8 +91,8 @@ func (s *Service) Name() string { return caserv1.CaserService_ServiceDesc.Servic
 // Register adds the caser's handlers to a gRPC server.
 func (s *Service) Register(r grpc.ServiceRegistrar) { caserv1.RegisterCaserServiceServer(r, s) }
 
-// Shutdown says goodbye to every open session and waits until each has ended, with its
-// reader and the announcer, or until ctx ends (a client that never reads cannot be sent its
+// Shutdown says goodbye to every open session and waits until each has ended, and the
+// announcer with them, or until ctx ends (a client that never reads cannot be sent its
 // goodbye). Sessions opened from now on are refused with UNAVAILABLE.
 func (s *Service) Shutdown(ctx context.Context) error {
 	close(s.closing)
@@ -135,7 +135,7 @@ func (s *Service) checkLength(field, text string) error {
 	return l.Err()
 }
 
-// gate counts the caser's goroutines (sessions, their readers, the announcer) so that
+// gate counts the caser's goroutines (sessions and the announcer) so that
 // Shutdown can wait for them, and admits new sessions until it is closed. It counts one more
 // while open, so that it reaches zero, and empty closes, only after close; from then on it
 // admits no one, without a lock.

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
+	"github.com/concur-dev/concur/internal/serve"
 )
 
 // Session is the talk's telnet conversation: see the package comment and the contract.
@@ -18,46 +19,15 @@ func (s *Service) Session(stream caserv1.CaserService_SessionServer) error {
 		return status.Error(codes.Unavailable, "the caser is shutting down; open a session on another server")
 	}
 	defer s.gate.leave()
-	lines := make(chan received)
-	done := make(chan struct{})
-	defer close(done)
-	s.gate.follow()
-	go s.read(stream, lines, done)
-	return s.converse(stream, lines)
-}
-
-// received is what the reader got from one Recv: a line, or the error that ended the stream.
-type received struct {
-	line string
-	err  error
-}
-
-// read receives the client's lines and hands them to the session in order, until the stream
-// ends or the session does. Recv runs the request's Validate (valid UTF-8); read adds the
-// length limit.
-func (s *Service) read(stream caserv1.CaserService_SessionServer, lines chan<- received, done <-chan struct{}) {
-	defer s.gate.leave()
-	for {
-		req, err := stream.Recv()
-		if err == nil {
-			err = s.checkLength("line", req.GetLine())
-		}
-		s.jitter.Sleep()
-		select {
-		case lines <- received{req.GetLine(), err}:
-		case <-done:
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
+	return s.converse(stream)
 }
 
 // converse is the session's owner: it alone holds the mode and sends on the stream. It ends
 // the stream after a goodbye, when the client closes its side, or with the error of a line
-// it cannot take.
-func (s *Service) converse(stream caserv1.CaserService_SessionServer, lines <-chan received) error {
+// it cannot take: Recv runs the request's Validate (valid UTF-8), converse adds the length
+// limit.
+func (s *Service) converse(stream caserv1.CaserService_SessionServer) error {
+	reqs, ended := serve.Receive(stream.Context(), stream.Recv)
 	mode := caserv1.Mode_MODE_UPPER
 	if err := stream.Send(welcome(mode)); err != nil {
 		return err
@@ -78,17 +48,19 @@ func (s *Service) converse(stream caserv1.CaserService_SessionServer, lines <-ch
 		var reply *caserv1.SessionResponse
 		last := false
 		select {
-		case in := <-lines:
-			if errors.Is(in.err, io.EOF) {
-				return nil
-			}
-			if in.err != nil {
-				return in.err
+		case req := <-reqs:
+			if err := s.checkLength("line", req.GetLine()); err != nil {
+				return err
 			}
 			if timer != nil {
 				timer.Reset(s.cfg.Idle)
 			}
-			reply, mode, last = respond(in.line, mode)
+			reply, mode, last = respond(req.GetLine(), mode)
+		case err := <-ended:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
 		case <-announced:
 			beat = beat.newest()
 			reply = announcement(beat.at)

@@ -22,10 +22,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
 	"github.com/concur-dev/concur/services/sitesize"
@@ -73,17 +72,12 @@ func start(t *testing.T, c sitesize.Config) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
-	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var once sync.Once
 	var result error
 	stop := func() error {
 		once.Do(func() {
 			cancel()
 			result = <-served
-			conn.Close()
 		})
 		return result
 	}
@@ -92,7 +86,8 @@ func start(t *testing.T, c sitesize.Config) *server {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &server{svc: svc, client: sitesizev1.NewSiteSizeServiceClient(conn), metrics: reg, stop: stop}
+	client := sitesizev1.NewSiteSizeServiceClient(e2e.Dial(t, srv.Addr().String()))
+	return &server{svc: svc, client: client, metrics: reg, stop: stop}
 }
 
 // measure calls Measure and returns every response and the status the stream ended with.

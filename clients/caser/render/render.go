@@ -52,13 +52,8 @@ func casedPrefix(mode caserv1.Mode) string {
 	return "Cased: "
 }
 
-// Repr is Python's repr() of a str.
-func Repr(s string) string { return quote(s, false) }
-
-// ASCII is Python's ascii() of a str.
-func ASCII(s string) string { return quote(s, true) }
-
-// quote is CPython's unicode_repr, and with ascii its backslashreplace of what is not ASCII.
+// quote is Python's repr() of a str (CPython's unicode_repr), and with ascii Python's ascii(),
+// its backslashreplace of what is not ASCII.
 // A byte that is not valid UTF-8 is taken as U+FFFD, which Go strings can hold and Python
 // str cannot.
 func quote(s string, ascii bool) string {

@@ -40,11 +40,11 @@ var python = []struct{ text, repr, ascii string }{
 
 func TestMatchesPython(t *testing.T) {
 	for _, p := range python {
-		if got := Repr(p.text); got != p.repr {
-			t.Errorf("Repr(%+q) = %s, Python's repr() is %s", p.text, got, p.repr)
+		if got := quote(p.text, false); got != p.repr {
+			t.Errorf("quote(%+q) = %s, Python's repr() is %s", p.text, got, p.repr)
 		}
-		if got := ASCII(p.text); got != p.ascii {
-			t.Errorf("ASCII(%+q) = %s, Python's ascii() is %s", p.text, got, p.ascii)
+		if got := quote(p.text, true); got != p.ascii {
+			t.Errorf("quote(%+q, ascii) = %s, Python's ascii() is %s", p.text, got, p.ascii)
 		}
 	}
 }
@@ -119,8 +119,8 @@ func unquote(t *testing.T, lit string) string {
 	return b.String()
 }
 
-// FuzzQuote checks that Repr and ASCII are literals that read back as the text, on one line
-// with nothing a terminal would act on, and that ASCII is all ASCII.
+// FuzzQuote checks that quote's repr() and ascii() are literals that read back as the text,
+// on one line with nothing a terminal would act on, and that ascii() is all ASCII.
 func FuzzQuote(f *testing.F) {
 	for _, p := range python {
 		f.Add(p.text)
@@ -129,7 +129,7 @@ func FuzzQuote(f *testing.F) {
 		if !utf8.ValidString(s) {
 			s = strings.ToValidUTF8(s, "\uFFFD")
 		}
-		for _, lit := range []string{Repr(s), ASCII(s)} {
+		for _, lit := range []string{quote(s, false), quote(s, true)} {
 			if got := unquote(t, lit); got != s {
 				t.Fatalf("%s reads back as %+q, not %+q", lit, got, s)
 			}
@@ -137,8 +137,8 @@ func FuzzQuote(f *testing.F) {
 				t.Fatalf("%s holds a control character or line separator", lit)
 			}
 		}
-		if a := ASCII(s); strings.ContainsFunc(a, func(r rune) bool { return r >= utf8.RuneSelf }) {
-			t.Fatalf("ASCII(%+q) = %s is not ASCII", s, a)
+		if a := quote(s, true); strings.ContainsFunc(a, func(r rune) bool { return r >= utf8.RuneSelf }) {
+			t.Fatalf("quote(%+q, ascii) = %s is not ASCII", s, a)
 		}
 	})
 }
