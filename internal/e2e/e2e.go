@@ -67,11 +67,18 @@ func Root(t testing.TB) string {
 // when the tests have it.
 func Concurd(t testing.TB) string {
 	t.Helper()
+	return buildCommand(t, "concurd", "./cmd/concurd")
+}
+
+// buildCommand builds the command in pkg once for this test run, with the race detector when
+// the tests have it, and returns its path.
+func buildCommand(t testing.TB, name, pkg string) string {
+	t.Helper()
 	args := []string{"build"}
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
-	return buildOnce(t, "concurd", append(args, "./cmd/concurd")...)
+	return buildOnce(t, name, append(args, pkg)...)
 }
 
 // Grpcurl returns the path of grpcurl built at the version pinned in tools/go.mod.
