@@ -247,6 +247,18 @@ func (p *Process) Wait(ctx context.Context, t testing.TB) int {
 	return 0
 }
 
+// Stop sends SIGTERM and fails the test unless the process drains cleanly: it exits 0 within
+// two minutes, having logged "shutdown complete".
+func (p *Process) Stop(t testing.TB) {
+	t.Helper()
+	p.Signal(t, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if code := p.Wait(ctx, t); code != 0 || !strings.Contains(p.Logs(), `"msg":"shutdown complete"`) {
+		t.Fatalf("exit code %d after SIGTERM, without a clean shutdown:\n%s", code, p.Logs())
+	}
+}
+
 // Dial connects to addr in plaintext; the connection is closed at the end of the test.
 func Dial(t testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
