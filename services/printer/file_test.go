@@ -143,6 +143,7 @@ func appendTo(path, s string) error {
 	if err != nil {
 		return err
 	}
+	defer f.Close()
 	_, err = f.WriteString(s)
 	return err
 }
