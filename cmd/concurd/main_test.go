@@ -1,12 +1,9 @@
 package main_test
 
 import (
-	"context"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/concur-dev/concur/internal/e2e"
 )
@@ -45,15 +42,7 @@ func TestServesWhatTheReadmePromises(t *testing.T) {
 		}
 	}
 
-	p.Signal(t, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if code := p.Wait(ctx, t); code != 0 {
-		t.Fatalf("exit code after SIGTERM = %d, want 0\n%s", code, p.Logs())
-	}
-	if !strings.Contains(p.Logs(), `"msg":"shutdown complete"`) {
-		t.Fatalf("no clean shutdown in the logs:\n%s", p.Logs())
-	}
+	p.Stop(t)
 }
 
 func TestServicesFlagAndEnvironment(t *testing.T) {

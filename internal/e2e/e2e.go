@@ -67,11 +67,18 @@ func Root(t testing.TB) string {
 // when the tests have it.
 func Concurd(t testing.TB) string {
 	t.Helper()
+	return buildCommand(t, "concurd", "./cmd/concurd")
+}
+
+// buildCommand builds the command in pkg once for this test run, with the race detector when
+// the tests have it, and returns its path.
+func buildCommand(t testing.TB, name, pkg string) string {
+	t.Helper()
 	args := []string{"build"}
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
-	return buildOnce(t, "concurd", append(args, "./cmd/concurd")...)
+	return buildOnce(t, name, append(args, pkg)...)
 }
 
 // Grpcurl returns the path of grpcurl built at the version pinned in tools/go.mod.
@@ -238,6 +245,18 @@ func (p *Process) Wait(ctx context.Context, t testing.TB) int {
 		t.Fatalf("wait: %v", p.err)
 	}
 	return 0
+}
+
+// Stop sends SIGTERM and fails the test unless the process drains cleanly: it exits 0 within
+// two minutes, having logged "shutdown complete".
+func (p *Process) Stop(t testing.TB) {
+	t.Helper()
+	p.Signal(t, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if code := p.Wait(ctx, t); code != 0 || !strings.Contains(p.Logs(), `"msg":"shutdown complete"`) {
+		t.Fatalf("exit code %d after SIGTERM, without a clean shutdown:\n%s", code, p.Logs())
+	}
 }
 
 // Dial connects to addr in plaintext; the connection is closed at the end of the test.

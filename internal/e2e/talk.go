@@ -6,9 +6,5 @@ import "testing"
 // the tests have it.
 func Talk(t testing.TB) string {
 	t.Helper()
-	args := []string{"build"}
-	if raceEnabled() {
-		args = append(args, "-race")
-	}
-	return buildOnce(t, "talk", append(args, "./clients/talk")...)
+	return buildCommand(t, "talk", "./clients/talk")
 }

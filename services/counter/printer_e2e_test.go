@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,18 +67,7 @@ func TestTalkDemo(t *testing.T) {
 		if got := printer.WaitStdout(t, before+len(talkOutput(10)))[before:]; got != talkOutput(10) {
 			t.Fatalf("run %d printed:\n%s\nwant:\n%s", run, got, talkOutput(10))
 		}
-		stop(t, ctr)
-	}
-}
-
-// stop ends a concurd with SIGTERM and checks it drained cleanly.
-func stop(t *testing.T, p *e2e.Process) {
-	t.Helper()
-	p.Signal(t, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if code := p.Wait(ctx, t); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM\n%s", code, p.Logs())
+		ctr.Stop(t)
 	}
 }
 
@@ -130,7 +118,7 @@ func TestPrinterProcessRestarts(t *testing.T) {
 	}
 	for round := range 2 {
 		waitForValue(int64(600*round + 300))
-		stop(t, printer)
+		printer.Stop(t)
 		waitForValue(int64(600*round + 600)) // the counter counts on meanwhile
 		printer = startPrinter()
 	}

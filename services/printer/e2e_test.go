@@ -67,16 +67,6 @@ func readFile(t *testing.T, path string) []string {
 	return splitLines(string(b))
 }
 
-func stopConcurd(t *testing.T, p *e2e.Process) {
-	t.Helper()
-	p.Signal(t, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if code := p.Wait(ctx, t); code != 0 || !strings.Contains(p.Logs(), `"msg":"shutdown complete"`) {
-		t.Fatalf("concurd exited %d after SIGTERM without a clean shutdown:\n%s", code, p.Logs())
-	}
-}
-
 // 100 clients send 100 jobs of 3 lines each at once, half by Print, half by PrintStream, to
 // a real concurd with the race amplifier on. Every job is printed once, its lines together,
 // each client's jobs in its order, numbered in the order they were printed; a Join then a
@@ -135,7 +125,7 @@ func TestHundredClientsWithJitter(t *testing.T) {
 	if got := tailLines(tail); !slices.Equal(got, file) {
 		t.Fatalf("Tail from 0 (%d lines) and the file (%d lines) differ", len(got), len(file))
 	}
-	stopConcurd(t, p)
+	p.Stop(t)
 }
 
 // printEach sends a client's jobs one Print at a time and returns their sequences.
@@ -239,7 +229,7 @@ func TestSIGTERMWritesEveryAcceptedJob(t *testing.T) {
 	} else {
 		t.Logf("%d of %d acknowledged jobs still queued at SIGTERM", jobs-written, jobs)
 	}
-	stopConcurd(t, p)
+	p.Stop(t)
 	order := readJobs(t, readFile(t, path), perJob)
 	if len(order) != jobs {
 		t.Fatalf("the file holds %d jobs after SIGTERM, want all %d acknowledged", len(order), jobs)
@@ -301,7 +291,7 @@ func TestKilledThenResentPrintsEveryJobOnce(t *testing.T) {
 	if duplicates != len(kept) {
 		t.Fatalf("%d resent jobs were acknowledged as duplicates, but the file held %d: the state and the file disagree", duplicates, len(kept))
 	}
-	stopConcurd(t, p)
+	p.Stop(t)
 	if order := readJobs(t, readFile(t, path), 2); len(order) != jobs {
 		t.Fatalf("the file holds %d jobs after resending all %d", len(order), jobs)
 	}

@@ -96,13 +96,13 @@ func reconcile(m mark, found bool, size uint64) recovery {
 }
 
 // openFile opens the output file at path and its state, reconciles them, and returns the
-// last sequence in the file and the last source_sequence of each source in it.
-func openFile(path string, log *slog.Logger) (*file, uint64, map[string]uint64, error) {
+// file (its last is the last sequence in it) and the last source_sequence of each source in it.
+func openFile(path string, log *slog.Logger) (*file, map[string]uint64, error) {
 	f := &file{path: path}
 	var err error
 	f.db, err = bolt.Open(f.statePath(), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("open the printer's state %s (is another printer using --printer-file %s?): %w", f.statePath(), path, err)
+		return nil, nil, fmt.Errorf("open the printer's state %s (is another printer using --printer-file %s?): %w", f.statePath(), path, err)
 	}
 	sources := map[string]uint64{}
 	err = f.db.Update(func(tx *bolt.Tx) error {
@@ -162,13 +162,13 @@ func openFile(path string, log *slog.Logger) (*file, uint64, map[string]uint64, 
 	})
 	if err != nil {
 		f.db.Close()
-		return nil, 0, nil, fmt.Errorf("recover the printer's state %s: %w", f.statePath(), err)
+		return nil, nil, fmt.Errorf("recover the printer's state %s: %w", f.statePath(), err)
 	}
 	if f.out, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err != nil {
 		f.db.Close()
-		return nil, 0, nil, fmt.Errorf("open --printer-file: %w", err)
+		return nil, nil, fmt.Errorf("open --printer-file: %w", err)
 	}
-	return f, f.last, sources, nil
+	return f, sources, nil
 }
 
 // undoBatch puts back the sources' values from before the last batch.

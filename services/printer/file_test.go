@@ -46,14 +46,14 @@ func writeBatch(t testing.TB, f *file, b *batch, n int) {
 	}
 }
 
-func reopen(t testing.TB, path string, log *slog.Logger) (*file, uint64, map[string]uint64) {
+func reopen(t testing.TB, path string, log *slog.Logger) (*file, map[string]uint64) {
 	t.Helper()
-	f, last, sources, err := openFile(path, log)
+	f, sources, err := openFile(path, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.close() })
-	return f, last, sources
+	return f, sources
 }
 
 // crash closes the file and its state the way a crash does: without a word.
@@ -78,7 +78,7 @@ func FuzzCrashRecovery(f *testing.F) {
 			t.Skip()
 		}
 		path := filepath.Join(t.TempDir(), "out.txt")
-		fl, _, _ := reopen(t, path, quiet())
+		fl, _ := reopen(t, path, quiet())
 		var wantBytes []byte
 		wantSources := map[string]uint64{}
 		var wantLast uint64
@@ -99,7 +99,8 @@ func FuzzCrashRecovery(f *testing.F) {
 		}
 		crash(fl)
 
-		_, last, sources := reopen(t, path, quiet())
+		reopened, sources := reopen(t, path, quiet())
+		last := reopened.last
 		got, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -122,14 +123,15 @@ func TestOutsideChangesAreReported(t *testing.T) {
 		{os.Remove, "shorter than the printer left it"},
 	} {
 		path := filepath.Join(t.TempDir(), "out.txt")
-		f, _, _ := reopen(t, path, quiet())
+		f, _ := reopen(t, path, quiet())
 		writeBatch(t, f, testBatch(1, 3, "s"), 1<<20)
 		f.close()
 		if err := tt.change(path); err != nil {
 			t.Fatal(err)
 		}
 		var logs bytes.Buffer
-		_, last, sources := reopen(t, path, slog.New(slog.NewTextHandler(&logs, nil)))
+		reopened, sources := reopen(t, path, slog.New(slog.NewTextHandler(&logs, nil)))
+		last := reopened.last
 		if last != 3 || sources["s"] != 3 || !strings.Contains(logs.String(), tt.says) {
 			t.Fatalf("after an outside change: last %d, sources %v, logs %q; want 3, s=3 and a warning saying %q", last, sources, logs.String(), tt.says)
 		}
@@ -141,6 +143,7 @@ func appendTo(path, s string) error {
 	if err != nil {
 		return err
 	}
+	defer f.Close()
 	_, err = f.WriteString(s)
 	return err
 }
@@ -148,7 +151,7 @@ func appendTo(path, s string) error {
 // A damaged state stops the printer from starting, with an error that names the file.
 func TestDamagedStateIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.txt")
-	f, _, _ := reopen(t, path, quiet())
+	f, _ := reopen(t, path, quiet())
 	f.close()
 	db, err := bolt.Open(path+".state", 0o600, nil)
 	if err != nil {
@@ -158,7 +161,7 @@ func TestDamagedStateIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, _, _, err := openFile(path, quiet()); err == nil || !strings.Contains(err.Error(), path+".state") || !strings.Contains(err.Error(), "the mark holds 7 bytes") {
+	if _, _, err := openFile(path, quiet()); err == nil || !strings.Contains(err.Error(), path+".state") || !strings.Contains(err.Error(), "the mark holds 7 bytes") {
 		t.Fatalf("opening a damaged state: %v", err)
 	}
 }

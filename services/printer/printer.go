@@ -115,9 +115,10 @@ func New(cfg Config, stdout io.Writer, j jitter.Jitter, log *slog.Logger) (*Prin
 	sources := map[string]uint64{}
 	if cfg.File != "" {
 		var err error
-		if w.file, last, sources, err = openFile(cfg.File, log); err != nil {
+		if w.file, sources, err = openFile(cfg.File, log); err != nil {
 			return nil, err
 		}
+		last = w.file.last
 	}
 	p := &Printer{
 		maxLines:     cfg.MaxLines,

@@ -71,15 +71,10 @@ func start(t *testing.T, cfg printer.Config, stdout io.Writer, j jitter.Jitter, 
 	result := make(chan error, 1)
 	go func() { result <- srv.Serve(ctx) }()
 	conn := e2e.Dial(t, srv.Addr().String(), dial...)
-	var once sync.Once
-	var serveErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			serveErr = <-result
-		})
-		return serveErr
-	}
+	stop := sync.OnceValue(func() error {
+		cancel()
+		return <-result
+	})
 	t.Cleanup(func() { stop() })
 	return &rig{printer: p, client: printerv1.NewPrinterServiceClient(conn), addr: srv.Addr().String(), stop: stop}
 }
