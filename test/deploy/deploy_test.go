@@ -4,14 +4,11 @@
 package deploy
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
@@ -57,17 +54,6 @@ func (d *deployment) talk(t *testing.T, args ...string) string {
 		"--printer-addr=" + d.printer.Addr, "--counter-addr=" + d.counter.Addr,
 		"--sitesize-addr=" + d.sitesize.Addr, "--caser-addr=" + d.caser.Addr}, args...)...)
 	return stdout
-}
-
-// stop sends SIGTERM and checks the process drained and exited 0.
-func stop(t *testing.T, name string, p *e2e.Process) {
-	t.Helper()
-	p.Signal(t, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if code := p.Wait(ctx, t); code != 0 {
-		t.Fatalf("the %s exited %d after SIGTERM\n%s", name, code, p.Logs())
-	}
 }
 
 func (d *deployment) printed(t *testing.T) string {
@@ -118,10 +104,10 @@ func TestFourProcesses(t *testing.T) {
 	}
 
 	// The counter first, so that it hands the printer all it has; then the others.
-	stop(t, "counter", d.counter)
-	stop(t, "printer", d.printer)
-	stop(t, "sitesize", d.sitesize)
-	stop(t, "caser", d.caser)
+	d.counter.Stop(t)
+	d.printer.Stop(t)
+	d.sitesize.Stop(t)
+	d.caser.Stop(t)
 	if got := d.printed(t); got != talkOutput(1, 10) {
 		t.Fatalf("after SIGTERM, the printer's file:\n%s\nwant:\n%s", got, talkOutput(1, 10))
 	}
@@ -136,8 +122,8 @@ func TestFourProcesses(t *testing.T) {
 	if want := "The printer wrote, read back with Tail (its jobs 13 to 24):\n" + talkOutput(11, 20) + "\n"; !strings.Contains(stdout, want) {
 		t.Fatalf("the second talk:\n%s\nwant:\n%s", stdout, want)
 	}
-	stop(t, "counter", d.counter)
-	stop(t, "printer", d.printer)
+	d.counter.Stop(t)
+	d.printer.Stop(t)
 	if got, want := d.printed(t), talkOutput(1, 10)+talkOutput(11, 20); got != want {
 		t.Fatalf("the printer's file after two talks:\n%s\nwant:\n%s", got, want)
 	}

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -331,12 +330,7 @@ func (s *session) stop(t *testing.T) {
 		return
 	}
 	s.p = nil
-	p.Signal(t, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if code := p.Wait(ctx, t); code != 0 {
-		t.Fatalf("concurd exited %d after SIGTERM\n%s", code, p.Logs())
-	}
+	p.Stop(t)
 }
 
 func isGrpcurl(c readme.Command) bool { return c.Program() == "grpcurl" }
