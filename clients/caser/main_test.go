@@ -51,10 +51,7 @@ Title-cased: 'Hello World'
 // The talk's session, piped into the built command, as the README shows it.
 func TestTalkSessionPiped(t *testing.T) {
 	p := concurd(t)
-	bin := filepath.Join(t.TempDir(), "caser")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := e2e.Build(t, "./clients/caser")
 	stdout, _ := e2e.Run(t, "hello\ntitle\nhello world\nquit\n", bin, "--addr", p.Addr)
 	if stdout != talk {
 		t.Fatalf("the talk's session printed:\n%s\nwant:\n%s", stdout, talk)

@@ -31,10 +31,7 @@ func TestMain(m *testing.M) { e2e.Main(m) }
 // The client, built and run for real against a real concurd that allows loopback, fetching
 // pages from a local web server.
 func TestClient(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "sitesize")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := e2e.Build(t, "./clients/sitesize")
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		kind, arg, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 		n, _ := strconv.Atoi(arg)

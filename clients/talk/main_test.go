@@ -53,7 +53,7 @@ func checkPrinted(t *testing.T, stdout string, first, last, from, to int) {
 // race amplifier on. It exits 0, shows the talk's printer output exactly, and every section
 // passed its check.
 func TestTalkBuilt(t *testing.T) {
-	stdout, stderr := e2e.Run(t, "", e2e.Talk(t), "--jitter=2ms")
+	stdout, stderr := e2e.Run(t, "", e2e.Build(t, "./clients/talk"), "--jitter=2ms")
 	checkPrinted(t, stdout, 1, 12, 1, 10)
 	for _, want := range []string{
 		"The counter reads ", "Check passed: the counter counted 1 to 10",
@@ -159,7 +159,7 @@ func TestRemote(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "counter.db")
 	p := e2e.StartConcurd(t, "--counter-db="+db, "--printer-stdout=false", "--caser-announce=300ms")
 	other := e2e.StartConcurd(t, "--services=printer", "--printer-stdout=false")
-	bin := e2e.Talk(t)
+	bin := e2e.Build(t, "./clients/talk")
 
 	stdout, _ := e2e.Run(t, "", bin, "--addr="+p.Addr, "--section=threading")
 	checkPrinted(t, stdout, 1, 12, 1, 10)
@@ -194,7 +194,7 @@ func TestRemoteSites(t *testing.T) {
 	if err := os.WriteFile(file, []byte("# two of the talk's sites\n"+urls[4]+"\n\n"+urls[5]+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, _ := e2e.Run(t, "", e2e.Talk(t), "--sitesize-addr="+p.Addr, "--section=sites", "--sites="+file)
+	stdout, _ := e2e.Run(t, "", e2e.Build(t, "./clients/talk"), "--sitesize-addr="+p.Addr, "--section=sites", "--sites="+file)
 	for _, i := range []int{4, 5} { // as it completed, then one after another
 		if want := fmt.Sprintf("(%q, %d)", urls[i], demosites.Sites[i].Size); strings.Count(stdout, want) != 2 {
 			t.Errorf("%s shown %d times, want 2:\n%s", want, strings.Count(stdout, want), stdout)
@@ -205,7 +205,7 @@ func TestRemoteSites(t *testing.T) {
 	}
 
 	blocked := e2e.StartConcurd(t, "--services=sitesize")
-	stdout, stderr, err := e2e.RunErr(t, "", e2e.Talk(t), "--sitesize-addr="+blocked.Addr, "--section=sites")
+	stdout, stderr, err := e2e.RunErr(t, "", e2e.Build(t, "./clients/talk"), "--sitesize-addr="+blocked.Addr, "--section=sites")
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stdout, "FAILED: sites: the sitesize could not measure") ||
 		!strings.Contains(stdout, "run the sitesize's concurd with --sitesize-allow=127.0.0.1") {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -67,18 +68,18 @@ func Root(t testing.TB) string {
 // when the tests have it.
 func Concurd(t testing.TB) string {
 	t.Helper()
-	return buildCommand(t, "concurd", "./cmd/concurd")
+	return Build(t, "./cmd/concurd")
 }
 
-// buildCommand builds the command in pkg once for this test run, with the race detector when
-// the tests have it, and returns its path.
-func buildCommand(t testing.TB, name, pkg string) string {
+// Build builds the command in pkg (from the repository root, like "./clients/talk") once for
+// this test run, with the race detector when the tests have it, and returns its path.
+func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	args := []string{"build"}
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
-	return buildOnce(t, name, append(args, pkg)...)
+	return buildOnce(t, path.Base(pkg), append(args, pkg)...)
 }
 
 // Grpcurl returns the path of grpcurl built at the version pinned in tools/go.mod.

@@ -50,7 +50,7 @@ func (d *deployment) startCounter(t *testing.T) {
 // talk runs clients/talk against the deployment, each service by its own address.
 func (d *deployment) talk(t *testing.T, args ...string) string {
 	t.Helper()
-	stdout, _ := e2e.Run(t, "", e2e.Talk(t), append([]string{"--jitter=1ms",
+	stdout, _ := e2e.Run(t, "", e2e.Build(t, "./clients/talk"), append([]string{"--jitter=1ms",
 		"--printer-addr=" + d.printer.Addr, "--counter-addr=" + d.counter.Addr,
 		"--sitesize-addr=" + d.sitesize.Addr, "--caser-addr=" + d.caser.Addr}, args...)...)
 	return stdout
