@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -114,10 +112,7 @@ func TestFailures(t *testing.T) {
 // The client connects as internal/dial says: TLS with a CA to trust and a bearer token.
 func TestTLSAndToken(t *testing.T) {
 	certs := e2e.WriteCerts(t)
-	token := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	token := e2e.WriteToken(t, t.TempDir(), "s3cret")
 	p := concurd(t, "--tls-cert="+certs.ServerCert, "--tls-key="+certs.ServerKey, "--auth-token-file="+token)
 	if code, stdout, stderr := session(t, "hello\ntitle\nhello world\nquit\n", "--addr", p.Addr, "--tls-ca", certs.CA, "--token-file", token); code != 0 || stdout != talk {
 		t.Fatalf("with TLS and the token: exit %d, stdout:\n%s\nstderr: %s", code, stdout, stderr)

@@ -239,10 +239,7 @@ func TestUsage(t *testing.T) {
 // own, which win over --addr's.
 func TestTLSAndToken(t *testing.T) {
 	certs := e2e.WriteCerts(t)
-	token := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	token := e2e.WriteToken(t, t.TempDir(), "s3cret")
 	p := e2e.StartConcurd(t, "--services=caser", "--caser-announce=200ms",
 		"--tls-cert="+certs.ServerCert, "--tls-key="+certs.ServerKey, "--auth-token-file="+token)
 	for _, args := range [][]string{

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -46,10 +44,7 @@ func listServices(t *testing.T, c dial.Config) error {
 
 func TestDialWithMutualTLSAndToken(t *testing.T) {
 	certs := e2e.WriteCerts(t)
-	token := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	token := e2e.WriteToken(t, t.TempDir(), "tok")
 	var cfg serve.Config
 	cfg.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
 	cfg.Listen, cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, cfg.AuthTokenFile = "127.0.0.1:0", certs.ServerCert, certs.ServerKey, certs.CA, token

@@ -115,3 +115,14 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	}
 	return key
 }
+
+// WriteToken writes a bearer token file, as --auth-token-file and the clients' --token-file
+// read it, into dir and returns its path.
+func WriteToken(t testing.TB, dir, token string) string {
+	t.Helper()
+	path := filepath.Join(dir, "token")
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -287,10 +287,7 @@ func (s *session) served(rawURL string) int {
 func securedConcurd(t *testing.T, s *session, c readme.Command) *e2e.Process {
 	switch {
 	case strings.Contains(c.Text, "authorization: Bearer $(cat token)"):
-		token := filepath.Join(s.dir, "token")
-		if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		token := e2e.WriteToken(t, s.dir, "s3cret")
 		return e2e.StartConcurd(t, "--auth-token-file="+token)
 	case strings.Contains(c.Text, "-cacert ca.pem -cert client.pem -key client-key.pem"):
 		certs := e2e.WriteCerts(t)
