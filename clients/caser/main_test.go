@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
-	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -55,8 +53,7 @@ func TestTalkSessionPiped(t *testing.T) {
 		t.Fatalf("the talk's session printed:\n%s\nwant:\n%s", stdout, talk)
 	}
 	stdout, stderr, err := e2e.RunErr(t, "hello\n", bin, "--addr", "127.0.0.1:1")
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr, "caser: Unavailable: ") {
+	if e2e.ExitCode(err) != 1 || !strings.Contains(stderr, "caser: Unavailable: ") {
 		t.Fatalf("with no server: %v, stdout %q, stderr %q; want exit 1 saying Unavailable", err, stdout, stderr)
 	}
 }

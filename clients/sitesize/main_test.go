@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -181,14 +179,10 @@ func TestSigtermMidBatch(t *testing.T) {
 func runClient(t *testing.T, bin, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	stdout, stderr, err := e2e.RunErr(t, stdin, bin, args...)
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		return stdout, stderr, exit.ExitCode()
-	}
-	if err != nil {
+	if code = e2e.ExitCode(err); code < 0 {
 		t.Fatal(err)
 	}
-	return stdout, stderr, 0
+	return stdout, stderr, code
 }
 
 func sortedLines(s string) []string {

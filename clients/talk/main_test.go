@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -170,8 +168,7 @@ func TestRemote(t *testing.T) {
 	}
 
 	stdout, stderr, err := e2e.RunErr(t, "", bin, "--addr="+p.Addr, "--printer-addr="+other.Addr, "--section=threading")
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+	if e2e.ExitCode(err) != 1 {
 		t.Fatalf("talk with the counter forwarding elsewhere: %v, want exit 1\n%s\n%s", err, stdout, stderr)
 	}
 	if !strings.Contains(stdout, "FAILED: threading: the printer's jobs 1 to 2 are not the talk's output: job 2 is [\"Finishing up\"], want [\"The count is 21\" \"---------------\"]") ||
@@ -206,8 +203,7 @@ func TestRemoteSites(t *testing.T) {
 
 	blocked := e2e.StartConcurd(t, "--services=sitesize")
 	stdout, stderr, err := e2e.RunErr(t, "", e2e.Build(t, "./clients/talk"), "--sitesize-addr="+blocked.Addr, "--section=sites")
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stdout, "FAILED: sites: the sitesize could not measure") ||
+	if e2e.ExitCode(err) != 1 || !strings.Contains(stdout, "FAILED: sites: the sitesize could not measure") ||
 		!strings.Contains(stdout, "run the sitesize's concurd with --sitesize-allow=127.0.0.1") {
 		t.Fatalf("a sitesize that refuses loopback: %v\n%s\n%s", err, stdout, stderr)
 	}

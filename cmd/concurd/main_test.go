@@ -72,11 +72,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"--listen=127.0.0.1:0", "--tls-cert=/nonexistent"}, 1, "--tls-cert and --tls-key go together"},
 	} {
 		out, err := exec.Command(bin, tt.args...).CombinedOutput()
-		var code int
-		if exit, ok := err.(*exec.ExitError); ok {
-			code = exit.ExitCode()
-		}
-		if code != tt.code || !strings.Contains(string(out), tt.says) {
+		if code := e2e.ExitCode(err); code != tt.code || !strings.Contains(string(out), tt.says) {
 			t.Errorf("concurd %v: exit %d, output %q; want exit %d saying %q", tt.args, code, out, tt.code, tt.says)
 		}
 	}

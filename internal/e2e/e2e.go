@@ -312,3 +312,16 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// ExitCode is the exit status of a command that ended with err: 0 for nil, the process's
+// status for an exec.ExitError, and -1 for a command that did not run to its end.
+func ExitCode(err error) int {
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		return exit.ExitCode()
+	}
+	return -1
+}

@@ -2,7 +2,6 @@ package caser_test
 
 import (
 	"context"
-	"errors"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -58,8 +57,7 @@ func TestConcurdCaserFlags(t *testing.T) {
 	}
 
 	out, err := exec.Command(e2e.Concurd(t), "--listen=127.0.0.1:0", "--services=caser", "--caser-max-line-bytes=0", "--caser-announce=-1s").CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 ||
+	if e2e.ExitCode(err) != 1 ||
 		!strings.Contains(string(out), "--caser-max-line-bytes must be positive") || !strings.Contains(string(out), "--caser-announce must not be negative") {
 		t.Fatalf("concurd with bad caser flags: %v\n%s", err, out)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -312,8 +311,7 @@ func TestConcurdRefusesToStart(t *testing.T) {
 		{[]string{"--printer-file=" + path}, "is another printer using --printer-file " + path},
 	} {
 		_, stderr, err := e2e.RunErr(t, "", e2e.Concurd(t), append([]string{"--listen=127.0.0.1:0"}, tt.args...)...)
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr, tt.says) {
+		if e2e.ExitCode(err) != 1 || !strings.Contains(stderr, tt.says) {
 			t.Errorf("concurd %v: %v, stderr %q; want exit 1 saying %q", tt.args, err, stderr, tt.says)
 		}
 	}

@@ -186,13 +186,10 @@ func (s *session) check(t *testing.T, c readme.Command) {
 	cmd.Env = append(os.Environ(), "PATH="+s.path)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out // one pipe: interleaved as a terminal shows them
-	code := 0
-	if err := cmd.Run(); err != nil {
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) {
-			t.Fatalf("README.md:%d: %v", c.Line, err)
-		}
-		code = exit.ExitCode()
+	err := cmd.Run()
+	code := e2e.ExitCode(err)
+	if code < 0 {
+		t.Fatalf("README.md:%d: %v", c.Line, err)
 	}
 	want, err := exitStatus(c.Output)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -78,8 +77,7 @@ func TestNodeClient(t *testing.T) {
 	t.Run("a mismatch fails", func(t *testing.T) {
 		small := pages["/small"]
 		out, err := runClient(t, node, p.Addr, "--page", fmt.Sprintf("200:%d:http://%s/small", len(small.body)+1, site.Host))
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		if e2e.ExitCode(err) != 1 {
 			t.Fatalf("node client.js with a wrong size: %v, want exit status 1\n%s", err, out)
 		}
 		want := fmt.Sprintf(`MISMATCH: Measure result 0: got {"url":"http://%s/small","status":200,"size":"%d"`, site.Host, len(small.body))
