@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -26,7 +25,6 @@ import (
 	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/jitter"
-	"github.com/concur-dev/concur/internal/serve"
 	"github.com/concur-dev/concur/services/caser"
 	"github.com/concur-dev/concur/services/caser/pycase"
 )
@@ -54,25 +52,7 @@ func start(t *testing.T, cfg caser.Config, j jitter.Jitter) (addr string, stop f
 	if err != nil {
 		t.Fatalf("caser.New: %v", err)
 	}
-	var sc serve.Config
-	sc.RegisterFlags(flag.NewFlagSet("test", flag.ContinueOnError))
-	sc.Listen = "127.0.0.1:0"
-	srv, err := serve.New(sc, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("serve.New: %v", err)
-	}
-	srv.Register(svc)
-	ctx, cancel := context.WithCancel(context.Background())
-	result := make(chan error, 1)
-	go func() { result <- srv.Serve(ctx) }()
-	var once sync.Once
-	var served error
-	stop = func() error {
-		once.Do(func() { cancel(); served = <-result })
-		return served
-	}
-	t.Cleanup(func() { stop() })
-	return srv.Addr().String(), stop
+	return e2e.Serve(t, nil, svc)
 }
 
 func dial(t *testing.T, addr string, opts ...grpc.DialOption) caserv1.CaserServiceClient {

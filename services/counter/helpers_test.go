@@ -1,7 +1,6 @@
 package counter_test
 
 import (
-	"context"
 	"flag"
 	"io"
 	"log/slog"
@@ -62,28 +61,15 @@ func startCounter(t testing.TB, cfg counter.Config, deps counter.Deps) *counterS
 	if err != nil {
 		t.Fatalf("counter.New: %v", err)
 	}
-	var scfg serve.Config
-	scfg.RegisterFlags(flag.NewFlagSet("test", flag.ContinueOnError))
-	scfg.Listen = "127.0.0.1:0"
-	scfg.ShutdownTimeout = 2 * time.Second // a printer that is away is waited for half of it
-	srv, err := serve.New(scfg, quiet)
-	if err != nil {
-		svc.Shutdown(context.Background())
-		t.Fatalf("serve.New: %v", err)
-	}
-	srv.Register(svc)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	conn := e2e.Dial(t, srv.Addr().String())
+	// A printer that is away is waited for half of the shutdown timeout.
+	addr, stop := e2e.Serve(t, func(c *serve.Config) { c.ShutdownTimeout = 2 * time.Second }, svc)
+	conn := e2e.Dial(t, addr)
 	s := &counterServer{svc: svc, client: counterv1.NewCounterServiceClient(conn)}
-	s.stop = sync.OnceValue(func() error {
-		cancel()
-		err := <-served
+	s.stop = func() error {
+		err := stop()
 		conn.Close()
 		return err
-	})
-	t.Cleanup(func() { s.stop() })
+	}
 	return s
 }
 

@@ -20,7 +20,6 @@ import (
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/jitter"
-	"github.com/concur-dev/concur/internal/serve"
 	"github.com/concur-dev/concur/services/printer"
 )
 
@@ -59,24 +58,9 @@ func start(t *testing.T, cfg printer.Config, stdout io.Writer, j jitter.Jitter, 
 	if err != nil {
 		t.Fatalf("printer.New: %v", err)
 	}
-	var sc serve.Config
-	sc.RegisterFlags(flag.NewFlagSet("serve", flag.ContinueOnError))
-	sc.Listen = "127.0.0.1:0"
-	srv, err := serve.New(sc, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("serve.New: %v", err)
-	}
-	srv.Register(p)
-	ctx, cancel := context.WithCancel(context.Background())
-	result := make(chan error, 1)
-	go func() { result <- srv.Serve(ctx) }()
-	conn := e2e.Dial(t, srv.Addr().String(), dial...)
-	stop := sync.OnceValue(func() error {
-		cancel()
-		return <-result
-	})
-	t.Cleanup(func() { stop() })
-	return &rig{printer: p, client: printerv1.NewPrinterServiceClient(conn), addr: srv.Addr().String(), stop: stop}
+	addr, stop := e2e.Serve(t, nil, p)
+	conn := e2e.Dial(t, addr, dial...)
+	return &rig{printer: p, client: printerv1.NewPrinterServiceClient(conn), addr: addr, stop: stop}
 }
 
 func (r *rig) print(t *testing.T, lines ...string) uint64 {

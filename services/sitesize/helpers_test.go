@@ -3,12 +3,10 @@ package sitesize_test
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,7 +24,6 @@ import (
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/jitter"
-	"github.com/concur-dev/concur/internal/serve"
 	"github.com/concur-dev/concur/services/sitesize"
 )
 
@@ -61,32 +58,13 @@ func start(t *testing.T, c sitesize.Config) *server {
 	if err != nil {
 		t.Fatalf("sitesize.New: %v", err)
 	}
-	var sc serve.Config
-	sc.RegisterFlags(flag.NewFlagSet("test", flag.ContinueOnError))
-	sc.Listen = "127.0.0.1:0"
-	srv, err := serve.New(sc, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("serve.New: %v", err)
-	}
-	srv.Register(svc)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	var once sync.Once
-	var result error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			result = <-served
-		})
-		return result
-	}
+	addr, stop := e2e.Serve(t, nil, svc)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	client := sitesizev1.NewSiteSizeServiceClient(e2e.Dial(t, srv.Addr().String()))
+	client := sitesizev1.NewSiteSizeServiceClient(e2e.Dial(t, addr))
 	return &server{svc: svc, client: client, metrics: reg, stop: stop}
 }
 
