@@ -18,56 +18,83 @@ import (
 	"github.com/concur-dev/concur/internal/serve"
 )
 
-// Print accepts one job and answers with its sequence number once the owner has taken it.
+// Print accepts one job and answers with its sequence number once the owner has taken it:
+// a unary caller is not held for a flush (Join waits for that).
 func (p *Printer) Print(ctx context.Context, req *printerv1.PrintRequest) (*printerv1.PrintResponse, error) {
 	var l violation.List
-	p.checkLimits(&l, "", req.GetLines())
+	p.checkJob(&l, "", req.GetLines())
 	if err := l.Err(); err != nil {
 		return nil, err
 	}
 	job := &printerv1.PrintJob{Lines: req.GetLines(), Source: req.GetSource(), SourceSequence: req.GetSourceSequence()}
-	receipts, err := p.submit(ctx, []*printerv1.PrintJob{job})
+	a, err := p.submit(ctx, []*printerv1.PrintJob{job})
 	if err != nil {
 		return nil, err
 	}
-	return &printerv1.PrintResponse{Sequence: receipts[0].Sequence, Duplicate: receipts[0].GetDuplicate()}, nil
+	return &printerv1.PrintResponse{Sequence: a.receipts[0].Sequence, Duplicate: a.receipts[0].GetDuplicate()}, nil
 }
 
 // PrintStream accepts each request message whole, in the order they arrive, and answers each
-// with its receipts. Shutdown ends it with UNAVAILABLE even while it waits for a message, so a
-// goroutine receives for it.
+// with its receipts once its jobs are written. It goes on accepting while earlier messages
+// wait to be written, so a sender that does not wait for receipts keeps the batches full.
+// Shutdown ends it with UNAVAILABLE even while it waits for a message, so a goroutine
+// receives for it; what was accepted is written and its receipts sent first.
 func (p *Printer) PrintStream(stream printerv1.PrinterService_PrintStreamServer) error {
 	ctx := stream.Context()
 	reqs, ended := serve.Receive(ctx, stream.Recv)
+	var unwritten []accepted // accepted messages, oldest first, whose receipts wait for the write
 	for {
-		var req *printerv1.PrintStreamRequest
+		var written <-chan uint64
+		if len(unwritten) > 0 {
+			written = unwritten[0].written
+		}
+		var end error // the stream ends once the receipts of what was accepted are sent
 		select {
-		case req = <-reqs:
-		case err := <-ended:
-			if errors.Is(err, io.EOF) {
-				return nil
+		case req := <-reqs:
+			if err := p.checkMessage(req); err != nil {
+				end = err
+				break
 			}
-			return err
+			a, err := p.submit(ctx, req.GetJobs())
+			if err != nil {
+				end = err
+				break
+			}
+			unwritten = append(unwritten, a)
+			continue
+		case <-written:
+			if err := stream.Send(&printerv1.PrintStreamResponse{Receipts: unwritten[0].receipts}); err != nil {
+				return err
+			}
+			unwritten = unwritten[1:]
+			continue
+		case err := <-ended:
+			if !errors.Is(err, io.EOF) {
+				return err
+			}
 		case <-p.stopping:
-			return errShuttingDown
+			end = errShuttingDown
 		case <-ctx.Done():
 			return contextError(ctx)
 		}
-		var l violation.List
-		for i, j := range req.GetJobs() {
-			p.checkLimits(&l, fmt.Sprintf("jobs[%d].", i), j.GetLines())
+		return p.sendReceipts(ctx, stream, unwritten, end)
+	}
+}
+
+// sendReceipts sends the receipts of the accepted messages as they are written, then ends the
+// stream with end.
+func (p *Printer) sendReceipts(ctx context.Context, stream printerv1.PrinterService_PrintStreamServer, unwritten []accepted, end error) error {
+	for _, a := range unwritten {
+		select {
+		case <-a.written:
+		case <-ctx.Done():
+			return contextError(ctx)
 		}
-		if err := l.Err(); err != nil {
-			return err
-		}
-		receipts, err := p.submit(ctx, req.GetJobs())
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&printerv1.PrintStreamResponse{Receipts: receipts}); err != nil {
+		if err := stream.Send(&printerv1.PrintStreamResponse{Receipts: a.receipts}); err != nil {
 			return err
 		}
 	}
+	return end
 }
 
 // Join answers once every job accepted before it is written to every sink and flushed.
@@ -148,41 +175,78 @@ func (p *Printer) read(ctx context.Context, from uint64, first bool) (pg page, s
 	return pg, false, err
 }
 
-// checkLimits adds a violation for each limit the job's lines break.
-func (p *Printer) checkLimits(l *violation.List, prefix string, lines []string) {
-	if len(lines) > p.maxLines {
-		l.Addf(prefix+"lines", "holds %d lines; this printer takes at most %d lines per job (--printer-max-lines): split the job", len(lines), p.maxLines)
+// checkMessage checks a PrintStream message against the limits of this printer: what it may
+// hold in one message and in its queue, and each job's.
+func (p *Printer) checkMessage(req *printerv1.PrintStreamRequest) error {
+	var l violation.List
+	jobs, bytes := req.GetJobs(), uint64(0)
+	for _, j := range jobs {
+		bytes += size(j.GetLines())
+	}
+	switch c := p.limits; {
+	case len(jobs) > c.MaxJobs:
+		l.Addf("jobs", "holds %d jobs; this printer takes at most %d jobs per message (--printer-max-jobs): split the message", len(jobs), c.MaxJobs)
+	case len(jobs) > c.Queue || bytes > uint64(c.QueueBytes):
+		l.Addf("jobs", "holds %d jobs of %d bytes of lines; this printer's queue holds at most %d jobs and %d bytes (--printer-queue, --printer-queue-bytes): split the message", len(jobs), bytes, c.Queue, c.QueueBytes)
+	}
+	for i, j := range jobs {
+		p.checkJob(&l, fmt.Sprintf("jobs[%d].", i), j.GetLines())
+	}
+	return l.Err()
+}
+
+// checkJob adds a violation for each limit the job's lines break.
+func (p *Printer) checkJob(l *violation.List, prefix string, lines []string) {
+	if len(lines) > p.limits.MaxLines {
+		l.Addf(prefix+"lines", "holds %d lines; this printer takes at most %d lines per job (--printer-max-lines): split the job", len(lines), p.limits.MaxLines)
 	}
 	for i, line := range lines {
-		if len(line) > p.maxLineBytes {
-			l.Addf(fmt.Sprintf("%slines[%d]", prefix, i), "is %d bytes long; this printer takes at most %d bytes per line (--printer-max-line-bytes)", len(line), p.maxLineBytes)
+		if len(line) > p.limits.MaxLineBytes {
+			l.Addf(fmt.Sprintf("%slines[%d]", prefix, i), "is %d bytes long; this printer takes at most %d bytes per line (--printer-max-line-bytes)", len(line), p.limits.MaxLineBytes)
 		}
 	}
 }
 
-// submit hands jobs to the owner, waiting for room in the queue, and returns their receipts.
-// With a deadline it gives up a little before it (see patience), so that the caller hears
-// RESOURCE_EXHAUSTED rather than its own DEADLINE_EXCEEDED.
-func (p *Printer) submit(ctx context.Context, jobs []*printerv1.PrintJob) ([]*printerv1.PrintReceipt, error) {
+// submit hands jobs to the owner, waiting for room in the queue, and returns what the owner
+// answered. With a deadline it gives up a little before it (see patience), so that the
+// caller hears RESOURCE_EXHAUSTED rather than its own DEADLINE_EXCEEDED. Jobs are accepted
+// whole or not at all: a submission given up while it waits for room is withdrawn.
+func (p *Printer) submit(ctx context.Context, jobs []*printerv1.PrintJob) (accepted, error) {
 	s := &submission{jobs: jobs, reply: make(chan accepted, 1)}
+	for _, j := range jobs {
+		s.bytes += size(j.GetLines())
+	}
 	var giveUp <-chan time.Time
 	if deadline, ok := ctx.Deadline(); ok {
 		t := time.NewTimer(patience(time.Until(deadline)))
 		defer t.Stop()
 		giveUp = t.C
 	}
+	var refusal error
 	select {
 	case p.intake <- s:
-		a := <-s.reply // the owner answers as soon as it takes a submission
-		return a.receipts, a.err
+		select {
+		case a := <-s.reply:
+			return a, a.err
+		case <-p.stopping:
+			refusal = errShuttingDown
+		case <-giveUp:
+			refusal = errQueueFull
+		case <-ctx.Done():
+			refusal = contextError(ctx)
+		}
 	case <-p.stopping:
-		return nil, errShuttingDown
+		return accepted{}, errShuttingDown
 	case <-giveUp:
-		return nil, failure(codes.ResourceExhausted, "QUEUE_FULL", nil,
-			"the print queue stayed full until the deadline (--printer-queue jobs wait to be written): the job was not accepted and will not be printed; send it again later or with a longer deadline")
+		return accepted{}, errQueueFull
 	case <-ctx.Done():
-		return nil, contextError(ctx)
+		return accepted{}, contextError(ctx)
 	}
+	// The owner holds s, waiting for room: take it back, unless it was accepted meanwhile. An
+	// owner that has ended answered it already.
+	_ = p.call(context.Background(), func(o *owner) { o.withdraw(s, refusal) })
+	a := <-s.reply
+	return a, a.err
 }
 
 // patience is how long to wait for room when the caller's deadline is d away: all but a
@@ -192,8 +256,12 @@ func patience(d time.Duration) time.Duration {
 	return d - min(d/5, 250*time.Millisecond)
 }
 
-var errShuttingDown = failure(codes.Unavailable, "SHUTTING_DOWN", nil,
-	"the printer is shutting down: the job was not accepted and will not be printed; send it again once the printer is back")
+var (
+	errShuttingDown = failure(codes.Unavailable, "SHUTTING_DOWN", nil,
+		"the printer is shutting down: the job was not accepted and will not be printed; send it again once the printer is back")
+	errQueueFull = failure(codes.ResourceExhausted, "QUEUE_FULL", nil,
+		"the print queue stayed full until the deadline (--printer-queue jobs and --printer-queue-bytes wait to be written): the jobs were not accepted and will not be printed; send them again later or with a longer deadline")
+)
 
 func tooManySources(max int) error {
 	return failure(codes.ResourceExhausted, "TOO_MANY_SOURCES", map[string]string{"max_sources": strconv.Itoa(max)},

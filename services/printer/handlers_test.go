@@ -10,10 +10,10 @@ import (
 	"github.com/concur-dev/concur/api/violation"
 )
 
-// FuzzCheckLimits checks the flag limits against their statement: the job's lines field is
+// FuzzCheckJob checks the flag limits against their statement: the job's lines field is
 // named when it holds more than max-lines lines, and each line longer than max-line-bytes is
 // named by its index, in order.
-func FuzzCheckLimits(f *testing.F) {
+func FuzzCheckJob(f *testing.F) {
 	f.Add("a\nbb\nccc", uint8(2), uint8(2), true)
 	f.Add("", uint8(1), uint8(1), false)
 	f.Add("☃☃\n\n", uint8(5), uint8(5), false)
@@ -26,9 +26,9 @@ func FuzzCheckLimits(f *testing.F) {
 		if streamed {
 			prefix = "jobs[3]."
 		}
-		p := &Printer{maxLines: int(maxLines), maxLineBytes: int(maxBytes)}
+		p := &Printer{limits: Config{MaxLines: int(maxLines), MaxLineBytes: int(maxBytes)}}
 		var l violation.List
-		p.checkLimits(&l, prefix, lines)
+		p.checkJob(&l, prefix, lines)
 		var want []string
 		if len(lines) > int(maxLines) {
 			want = append(want, prefix+"lines")
@@ -39,7 +39,7 @@ func FuzzCheckLimits(f *testing.F) {
 			}
 		}
 		if got := violation.Fields(l.Err()); !slices.Equal(got, want) {
-			t.Fatalf("checkLimits(%q, %d lines, %d bytes) names %v, want %v", lines, maxLines, maxBytes, got, want)
+			t.Fatalf("checkJob(%q, %d lines, %d bytes) names %v, want %v", lines, maxLines, maxBytes, got, want)
 		}
 	})
 }

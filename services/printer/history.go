@@ -11,27 +11,34 @@ import (
 // pageSize is the most jobs a Tail takes from the history in one trip to the owner.
 const pageSize = 256
 
-// history is the ring of the last written jobs that Tail reads. The owner adds to it; once
-// the owner has ended it is read-only and Tails read it directly.
+// history is the ring of the last written jobs that Tail reads, bounded in jobs and in bytes.
+// The owner adds to it; once the owner has ended it is read-only and Tails read it directly.
 type history struct {
-	ring  []*printerv1.TailResponse
-	start int    // index of the oldest job kept
-	n     int    // jobs kept
-	last  uint64 // sequence of the last job written, kept or not; 0 when none
+	ring     []*printerv1.TailResponse
+	start    int    // index of the oldest job kept
+	n        int    // jobs kept
+	bytes    uint64 // what the kept jobs' lines take (see size)
+	maxBytes uint64
+	last     uint64 // sequence of the last job written, kept or not; 0 when none
 }
 
-func newHistory(size int, last uint64) *history {
-	return &history{ring: make([]*printerv1.TailResponse, size), last: last}
+func newHistory(jobs int, maxBytes, last uint64) *history {
+	return &history{ring: make([]*printerv1.TailResponse, jobs), maxBytes: maxBytes, last: last}
 }
 
+// add keeps j, forgetting the oldest jobs as needed to stay within both bounds. The
+// configuration makes the byte bound at least one job's worth, so j itself is always kept.
 func (h *history) add(j *printerv1.TailResponse) {
-	if h.n < len(h.ring) {
-		h.ring[(h.start+h.n)%len(h.ring)] = j
-		h.n++
-	} else {
-		h.ring[h.start] = j
+	b := size(j.GetLines())
+	for h.n > 0 && (h.n == len(h.ring) || h.bytes+b > h.maxBytes) {
+		h.bytes -= size(h.ring[h.start].GetLines())
+		h.ring[h.start] = nil
 		h.start = (h.start + 1) % len(h.ring)
+		h.n--
 	}
+	h.ring[(h.start+h.n)%len(h.ring)] = j
+	h.n++
+	h.bytes += b
 	h.last = j.GetSequence()
 }
 
@@ -48,7 +55,7 @@ type page struct {
 
 // read returns the written jobs from sequence from on. A sequence no longer kept is
 // OUT_OF_RANGE on a Tail's first read; on a later read it means the reader fell behind by
-// more than the ring holds, and it is cut off with RESOURCE_EXHAUSTED.
+// more than the history holds, and it is cut off with RESOURCE_EXHAUSTED.
 func (h *history) read(from uint64, first bool) (page, error) {
 	oldest := h.oldest()
 	if from == 0 {
@@ -58,12 +65,12 @@ func (h *history) read(from uint64, first bool) (page, error) {
 		meta := map[string]string{"oldest_sequence": strconv.FormatUint(oldest, 10), "requested_sequence": strconv.FormatUint(from, 10)}
 		if first {
 			return page{}, failure(codes.OutOfRange, "SEQUENCE_NOT_KEPT", meta,
-				"sequence %d is no longer kept: the oldest kept is %d (the history keeps the last %d jobs written since the printer started, --printer-history); tail from %d, or from 0 for the oldest kept",
-				from, oldest, len(h.ring), oldest)
+				"sequence %d is no longer kept: the oldest kept is %d (the history keeps the last jobs written since the printer started, at most %d jobs and %d bytes of lines: --printer-history, --printer-history-bytes); tail from %d, or from 0 for the oldest kept",
+				from, oldest, len(h.ring), h.maxBytes, oldest)
 		}
 		return page{}, failure(codes.ResourceExhausted, "READER_FELL_BEHIND", meta,
-			"this reader fell more than the %d jobs the history keeps behind (--printer-history) and was cut off, so that printing never waits for it: it needed sequence %d, and the oldest kept is now %d; call Tail again from %d to go on (sequences %d to %d are no longer kept)",
-			len(h.ring), from, oldest, oldest, from, oldest-1)
+			"this reader fell further behind than the history keeps (at most %d jobs and %d bytes of lines: --printer-history, --printer-history-bytes) and was cut off, so that printing never waits for it: it needed sequence %d, and the oldest kept is now %d; call Tail again from %d to go on (sequences %d to %d are no longer kept)",
+			len(h.ring), h.maxBytes, from, oldest, oldest, from, oldest-1)
 	}
 	p := page{from: from, last: h.last}
 	for seq := from; seq <= h.last && len(p.jobs) < pageSize; seq++ {

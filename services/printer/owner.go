@@ -11,11 +11,13 @@ import (
 // through the intake and calls channels.
 type owner struct {
 	jitter     jitter.Jitter
-	queue      uint64 // most accepted jobs not yet written
+	queue      queueLimit // what may wait to be written
 	maxSources int
 
 	seq     uint64            // the last sequence number given to a job
 	sources map[string]uint64 // the last source_sequence accepted from each source
+	queued  uint64            // bytes of the jobs accepted and not yet written
+	parked  *submission       // a submission that waits for room in the queue
 	next    *batch            // jobs accepted since the writer took the last batch
 	writing bool              // the writer holds a batch
 	hist    *history          // written jobs; hist.last is the last sequence written
@@ -23,15 +25,31 @@ type owner struct {
 	wake    chan struct{}     // closed when the next batch is written; nil until a Tail waits
 }
 
+// queueLimit bounds the jobs accepted and not yet written, in jobs and in bytes.
+type queueLimit struct{ jobs, bytes uint64 }
+
 // submission is one Print, or one message of a PrintStream: jobs accepted together, in order.
 type submission struct {
 	jobs  []*printerv1.PrintJob
+	bytes uint64        // what the jobs' lines take in the queue (size)
 	reply chan accepted // buffered: the owner never waits for a handler
 }
 
 type accepted struct {
 	receipts []*printerv1.PrintReceipt
-	err      error
+	// written gets the last sequence written once every job accepted up to and with these
+	// is written to every sink (and fsynced): what a PrintStream receipt waits for.
+	written <-chan uint64
+	err     error
+}
+
+// size is what lines take in the queue and in a batch: each line and its newline.
+func size(lines []string) uint64 {
+	n := uint64(len(lines))
+	for _, l := range lines {
+		n += uint64(len(l))
+	}
+	return n
 }
 
 type joinWaiter struct {
@@ -44,10 +62,11 @@ type joinWaiter struct {
 func (o *owner) run(intake <-chan *submission, calls <-chan func(*owner), stopping <-chan struct{}, w *writer) {
 	stopped := false
 	for !stopped || o.writing || len(o.next.jobs) > 0 {
-		// The nil-channel trick: while the queue is full (or the printer is stopping) the
-		// owner does not receive jobs, so a Print's send waits, until its deadline.
+		// The nil-channel trick: while the queue is full, a submission waits for room or the
+		// printer is stopping, the owner does not receive jobs, so a Print's send waits,
+		// until its deadline.
 		var in <-chan *submission
-		if !stopped && o.seq-o.hist.last < o.queue {
+		if !stopped && o.parked == nil && o.fits(1, 1) {
 			in = intake
 		}
 		var hand chan<- *batch
@@ -56,11 +75,15 @@ func (o *owner) run(intake <-chan *submission, calls <-chan func(*owner), stoppi
 		}
 		select {
 		case s := <-in:
-			o.accept(s)
+			o.take(s)
 		case f := <-calls:
 			f(o)
 		case <-stopping:
 			stopped, stopping = true, nil
+			if o.parked != nil {
+				o.parked.reply <- accepted{err: errShuttingDown}
+				o.parked = nil
+			}
 		case hand <- o.next:
 			o.writing, o.next = true, newBatch()
 		case b := <-w.out:
@@ -73,8 +96,32 @@ func (o *owner) run(intake <-chan *submission, calls <-chan func(*owner), stoppi
 	}
 }
 
+// fits reports whether jobs taking bytes fit in the queue beside what waits there.
+func (o *owner) fits(jobs int, bytes uint64) bool {
+	return o.seq-o.hist.last+uint64(jobs) <= o.queue.jobs && o.queued+bytes <= o.queue.bytes
+}
+
+// take accepts s if it fits in the queue, else parks it until written batches make room. A
+// submission never fits only if it is larger than the queue, which the handlers refuse.
+func (o *owner) take(s *submission) {
+	if o.fits(len(s.jobs), s.bytes) {
+		o.accept(s)
+		return
+	}
+	o.parked = s
+}
+
+// withdraw answers s, if it still waits for room, with err: its sender gives up on it.
+func (o *owner) withdraw(s *submission, err error) {
+	if o.parked == s {
+		o.parked = nil
+		s.reply <- accepted{err: err}
+	}
+}
+
 // accept takes a submission whole: it numbers each job that is not a duplicate and appends
-// it to the next batch, then answers with a receipt per job.
+// it to the next batch, then answers with a receipt per job and a channel that says when
+// they are written.
 func (o *owner) accept(s *submission) {
 	o.jitter.Sleep()
 	if o.tooManySources(s.jobs) {
@@ -82,6 +129,7 @@ func (o *owner) accept(s *submission) {
 		return
 	}
 	receipts := make([]*printerv1.PrintReceipt, len(s.jobs))
+	before := uint64(len(o.next.bytes))
 	for i, j := range s.jobs {
 		r := &printerv1.PrintReceipt{Source: j.GetSource(), SourceSequence: j.GetSourceSequence()}
 		receipts[i] = r
@@ -98,7 +146,12 @@ func (o *owner) accept(s *submission) {
 		r.Sequence = &seq
 		o.next.add(&printerv1.TailResponse{Sequence: &seq, Lines: j.GetLines()})
 	}
-	s.reply <- accepted{receipts: receipts}
+	o.queued += uint64(len(o.next.bytes)) - before
+	// A duplicate's first copy may still wait to be written: the receipts wait for every job
+	// accepted so far.
+	written := make(chan uint64, 1)
+	o.join(written)
+	s.reply <- accepted{receipts: receipts, written: written}
 }
 
 // tooManySources reports whether accepting jobs would make the printer remember more sources
@@ -120,6 +173,7 @@ func (o *owner) tooManySources(jobs []*printerv1.PrintJob) bool {
 // history, and the Joins and Tails waiting for them are answered.
 func (o *owner) written(b *batch) {
 	o.writing = false
+	o.queued -= uint64(len(b.bytes))
 	at := timestamppb.Now()
 	for _, j := range b.jobs {
 		j.WrittenAt = at
@@ -138,6 +192,10 @@ func (o *owner) written(b *batch) {
 	if o.wake != nil {
 		close(o.wake)
 		o.wake = nil
+	}
+	if s := o.parked; s != nil && o.fits(len(s.jobs), s.bytes) {
+		o.parked = nil
+		o.accept(s)
 	}
 }
 

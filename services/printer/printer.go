@@ -41,11 +41,15 @@ type Config struct {
 	FlushInterval time.Duration
 	// Stdout turns printing to standard output on.
 	Stdout bool
-	// Queue is how many accepted jobs may wait to be written before Print waits for room.
-	Queue int
-	// History is how many written jobs Tail can read back.
-	History int
-	// MaxLines and MaxLineBytes limit a job.
+	// Queue and QueueBytes bound the accepted jobs waiting to be written, in jobs and in bytes
+	// of lines; a submission that does not fit waits for room.
+	Queue      int
+	QueueBytes int
+	// History and HistoryBytes bound the written jobs Tail can read back.
+	History      int
+	HistoryBytes int
+	// MaxJobs limits a PrintStream message; MaxLines and MaxLineBytes limit a job.
+	MaxJobs      int
 	MaxLines     int
 	MaxLineBytes int
 	// MaxSources is how many source names the printer remembers for deduplication.
@@ -57,8 +61,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.File, "printer-file", "", "append every printed line to this `file` too; the printer keeps its numbering and the last sequence per source beside it, in FILE.state, so they survive restarts")
 	fs.DurationVar(&c.FlushInterval, "printer-flush-interval", 10*time.Millisecond, "with --printer-file, the least `time` between two flushes to disk: jobs accepted meanwhile go out together in the next one, so that under load one fsync serves many jobs; Join may wait up to this long (0 flushes as soon as the last flush is done)")
 	fs.BoolVar(&c.Stdout, "printer-stdout", true, "print to the process's standard output (--printer-stdout=false turns it off)")
-	fs.IntVar(&c.Queue, "printer-queue", 10000, "most accepted `jobs` waiting to be written; when the queue is full, Print waits for room until its deadline")
-	fs.IntVar(&c.History, "printer-history", 10000, "written `jobs` kept for Tail to read back")
+	fs.IntVar(&c.Queue, "printer-queue", 10000, "most accepted `jobs` waiting to be written; when the queue is full, Print and PrintStream wait for room until their deadline")
+	fs.IntVar(&c.QueueBytes, "printer-queue-bytes", 16<<20, "most `bytes` of lines (a newline each included) accepted and waiting to be written")
+	fs.IntVar(&c.History, "printer-history", 10000, "most written `jobs` kept for Tail to read back")
+	fs.IntVar(&c.HistoryBytes, "printer-history-bytes", 16<<20, "most `bytes` of lines kept for Tail to read back")
+	fs.IntVar(&c.MaxJobs, "printer-max-jobs", 10000, fmt.Sprintf("most `jobs` in one PrintStream message (at most %d, so that the reply's receipts fit a client's default 4 MiB message limit)", maxJobsLimit))
 	fs.IntVar(&c.MaxLines, "printer-max-lines", 100, "most `lines` in one job")
 	fs.IntVar(&c.MaxLineBytes, "printer-max-line-bytes", 1024, "longest line, in `bytes`")
 	fs.IntVar(&c.MaxSources, "printer-max-sources", 10000, "most distinct source `names` remembered to recognise resent jobs")
@@ -70,11 +77,26 @@ func (c Config) check() error {
 		name  string
 		value int
 	}{
-		{"--printer-queue", c.Queue}, {"--printer-history", c.History}, {"--printer-max-lines", c.MaxLines},
+		{"--printer-queue", c.Queue}, {"--printer-queue-bytes", c.QueueBytes}, {"--printer-history", c.History},
+		{"--printer-history-bytes", c.HistoryBytes}, {"--printer-max-jobs", c.MaxJobs}, {"--printer-max-lines", c.MaxLines},
 		{"--printer-max-line-bytes", c.MaxLineBytes}, {"--printer-max-sources", c.MaxSources},
 	} {
 		if f.value < 1 {
 			errs = append(errs, fmt.Errorf("%s is %d; it must be 1 or more", f.name, f.value))
+		}
+	}
+	if c.MaxJobs > maxJobsLimit {
+		errs = append(errs, fmt.Errorf("--printer-max-jobs is %d; it must be at most %d, so that the receipts of one message fit a client's default 4 MiB message limit", c.MaxJobs, maxJobsLimit))
+	}
+	// Any job that passes the limits must fit in the queue and the history on its own.
+	if job := c.MaxLines * (c.MaxLineBytes + 1); c.MaxLines > 0 && c.MaxLineBytes > 0 {
+		for _, f := range []struct {
+			name  string
+			value int
+		}{{"--printer-queue-bytes", c.QueueBytes}, {"--printer-history-bytes", c.HistoryBytes}} {
+			if f.value < job {
+				errs = append(errs, fmt.Errorf("%s is %d; it must hold the largest job, --printer-max-lines × (--printer-max-line-bytes + 1) = %d bytes", f.name, f.value, job))
+			}
 		}
 	}
 	if c.FlushInterval < 0 {
@@ -83,12 +105,16 @@ func (c Config) check() error {
 	return errors.Join(errs...)
 }
 
+// maxJobsLimit bounds --printer-max-jobs: a receipt takes at most about 230 bytes (a source of
+// 200 bytes, two sequence numbers and their tags), and 16,384 of them stay under 4 MiB.
+const maxJobsLimit = 16384
+
 // Printer is the printer service. Create it with New, register it on a serve.Server, and call
 // Shutdown to drain it.
 type Printer struct {
 	printerv1.UnimplementedPrinterServiceServer
 
-	maxLines, maxLineBytes int
+	limits Config // the limits a request must keep, checked before it reaches the owner
 
 	intake   chan *submission // jobs for the owner; it stops receiving while the queue is full
 	calls    chan func(*owner)
@@ -121,21 +147,20 @@ func New(cfg Config, stdout io.Writer, j jitter.Jitter, log *slog.Logger) (*Prin
 		last = w.file.last
 	}
 	p := &Printer{
-		maxLines:     cfg.MaxLines,
-		maxLineBytes: cfg.MaxLineBytes,
-		intake:       make(chan *submission),
-		calls:        make(chan func(*owner)),
-		stopping:     make(chan struct{}),
-		done:         make(chan struct{}),
+		limits:   cfg,
+		intake:   make(chan *submission),
+		calls:    make(chan func(*owner)),
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	o := &owner{
 		jitter:     j,
-		queue:      uint64(cfg.Queue),
+		queue:      queueLimit{jobs: uint64(cfg.Queue), bytes: uint64(cfg.QueueBytes)},
 		maxSources: cfg.MaxSources,
 		seq:        last,
 		sources:    sources,
 		next:       newBatch(),
-		hist:       newHistory(cfg.History, last),
+		hist:       newHistory(cfg.History, uint64(cfg.HistoryBytes), last),
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- w.run() }()
