@@ -211,8 +211,8 @@ func streamIncrements(ctx context.Context, c counterv1.CounterServiceClient, msg
 
 // counterForward measures the counter forwarding to a printer in the same server (the
 // printer's file sink, no stdout): a burst of increments that the outbox can hold, streamed,
-// then Join, which answers once the printer has acknowledged every print job. It has no
-// target: its pace is the printer's, whose own figures are its scenarios'.
+// then Join, which answers once the printer has written and fsynced every print job (its
+// receipts mean that).
 func counterForward(ctx context.Context, e *env) ([]figure, error) {
 	p, err := e.printerServer()
 	if err != nil {
@@ -248,6 +248,6 @@ func counterForward(ctx context.Context, e *env) ([]figure, error) {
 	jobs := float64(burst * streamBatch)
 	return []figure{
 		{name: fmt.Sprintf("%s increments streamed, durable, applied", thousands(int64(jobs))), value: rate(jobs/applied.Seconds(), "increments")},
-		{name: "... and their print jobs acknowledged by the printer (Join)", value: rate(jobs/printed.Seconds(), "jobs")},
+		{name: "... and their print jobs written by the printer (Join)", value: rate(jobs/printed.Seconds(), "jobs"), target: ">= 100,000 jobs/s", met: new(jobs/printed.Seconds() >= 100_000)},
 	}, nil
 }

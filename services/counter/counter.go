@@ -138,7 +138,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		var ctx context.Context
 		ctx, s.stopFwd = context.WithCancel(context.Background())
 		s.fwd = &forwarder{printer: d.Printer, owner: s.owner, source: loaded.source, jitter: d.Jitter, log: log,
-			drain: make(chan struct{}), done: make(chan struct{})}
+			drain: make(chan struct{}), done: make(chan struct{}), perMessage: jobsPerMessage}
 		go s.fwd.run(ctx)
 	}
 	log.Info("counter ready", "db", cfg.DB, "counters", len(loaded.counters), "sequence", loaded.seq,

@@ -7,14 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
+	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/jitter"
 )
 
@@ -35,7 +39,12 @@ func PrinterDialOptions() []grpc.DialOption {
 }
 
 const (
-	jobsPerMessage = 512 // print jobs per PrintStreamRequest
+	// jobsPerMessage is the most print jobs per PrintStreamRequest. A receipt comes once its
+	// message is written and fsynced, and the forwarder waits for it before the next message,
+	// so a message carries whatever gathered meanwhile: under load, thousands of jobs per
+	// flush. 4,096 jobs of the longest name stay near 1 MiB, under gRPC's 4 MiB default, and
+	// under the printer's default --printer-max-jobs.
+	jobsPerMessage = 4096
 	// drainPatience bounds how long a shutting-down forwarder waits for a printer that is
 	// away (at most half of the time left to shut down, so that the rest of the server gets
 	// its share): the jobs it does not hand over stay in the outbox for the next start.
@@ -61,7 +70,10 @@ type forwarder struct {
 	// sets it before it closes drain.
 	patience time.Duration
 	done     chan struct{} // closed when run returns
-	broken   bool          // the last session failed; the forwarder goroutine's own
+	// The forwarder goroutine's own: the last session failed, and the most jobs a message
+	// carries (halved while the printer refuses messages as too large).
+	broken     bool
+	perMessage int
 }
 
 func (f *forwarder) run(ctx context.Context) {
@@ -87,7 +99,7 @@ func (f *forwarder) run(ctx context.Context) {
 			}
 			return
 		}
-		if progressed {
+		if f.shrink(err) || progressed {
 			wait = minBackoff
 		}
 		level := slog.LevelDebug // while the printer stays away, say so once
@@ -124,7 +136,7 @@ func (f *forwarder) session(ctx context.Context, acked *uint64) (progressed bool
 		return false, fmt.Errorf("open PrintStream: %w", err)
 	}
 	for {
-		jobs, err := f.owner.pull(ctx, *acked, f.drain)
+		jobs, err := f.owner.pull(ctx, *acked, f.perMessage, f.drain)
 		if err != nil {
 			return progressed, err
 		}
@@ -197,11 +209,23 @@ func checkReceipts(req *printerv1.PrintStreamRequest, resp *printerv1.PrintStrea
 	return nil
 }
 
-// pull asks the owner for up to jobsPerMessage committed print jobs after sequence after,
-// waiting for some unless drain is closed.
-func (o *owner) pull(ctx context.Context, after uint64, drain <-chan struct{}) ([]printJob, error) {
+// shrink halves the jobs per message when the printer refused a message as too large (a
+// printer run with a smaller --printer-max-jobs or queue names the field jobs), and reports
+// whether it did.
+func (f *forwarder) shrink(err error) bool {
+	if f.perMessage == 1 || status.Code(err) != codes.InvalidArgument || !slices.Contains(violation.Fields(err), "jobs") {
+		return false
+	}
+	f.perMessage /= 2
+	f.log.Warn("the printer refused a message of print jobs as too large: sending smaller ones", "jobs_per_message", f.perMessage, "err", err)
+	return true
+}
+
+// pull asks the owner for up to max committed print jobs after sequence after, waiting for
+// some unless drain is closed.
+func (o *owner) pull(ctx context.Context, after uint64, max int, drain <-chan struct{}) ([]printJob, error) {
 	for {
-		m := &pullMsg{reply: newReply(), after: after, max: jobsPerMessage}
+		m := &pullMsg{reply: newReply(), after: after, max: max}
 		select {
 		case <-drain:
 		default:

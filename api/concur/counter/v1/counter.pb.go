@@ -526,8 +526,9 @@ type JoinResponse struct {
 	// The sequence number of the last increment covered: every increment up to it is applied,
 	// on disk and, with a printer, printed. 0 when nothing has been applied yet.
 	Sequence *uint64 `protobuf:"varint,1,opt,name=sequence" json:"sequence,omitempty"`
-	// True when a printer is configured and acknowledged every print job up to sequence; false
-	// when the counter runs without a printer.
+	// True when a printer is configured and has written every print job up to sequence (a
+	// printer's receipt means written and, with a file, fsynced); false when the counter runs
+	// without a printer.
 	Printed       bool `protobuf:"varint,2,opt,name=printed" json:"printed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

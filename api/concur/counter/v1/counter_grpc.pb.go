@@ -58,7 +58,8 @@ type CounterServiceClient interface {
 	// Get reads a counter's current value.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// Join is a barrier (the talk's counter_queue.join()): it returns once every increment
-	// accepted before it is applied, on disk, and its print job acknowledged by the printer.
+	// accepted before it is applied, on disk, and its print job written by the printer (in the
+	// printer's file and fsynced, when it has one).
 	// If the printer does not acknowledge by the caller's deadline, Join answers
 	// DEADLINE_EXCEEDED: it never claims what is not true.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
@@ -163,7 +164,8 @@ type CounterServiceServer interface {
 	// Get reads a counter's current value.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// Join is a barrier (the talk's counter_queue.join()): it returns once every increment
-	// accepted before it is applied, on disk, and its print job acknowledged by the printer.
+	// accepted before it is applied, on disk, and its print job written by the printer (in the
+	// printer's file and fsynced, when it has one).
 	// If the printer does not acknowledge by the caller's deadline, Join answers
 	// DEADLINE_EXCEEDED: it never claims what is not true.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)

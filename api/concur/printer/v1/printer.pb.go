@@ -98,7 +98,7 @@ func (x *PrintRequest) GetSourceSequence() uint64 {
 	return 0
 }
 
-// PrintResponse acknowledges an accepted job.
+// PrintResponse acknowledges an accepted job (accepted, not yet written: see Print).
 type PrintResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The printer's sequence number for the job: jobs are numbered 1, 2, 3, ... in the order
@@ -223,7 +223,7 @@ func (x *PrintJob) GetSourceSequence() uint64 {
 // PrintStreamRequest is a batch of jobs on a PrintStream.
 type PrintStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One or more jobs, accepted in this order.
+	// One or more jobs, accepted in this order; at most --printer-max-jobs (10,000 by default).
 	Jobs          []*PrintJob `protobuf:"bytes,1,rep,name=jobs" json:"jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -312,7 +312,8 @@ func (x *PrintStreamResponse) GetReceipts() []*PrintReceipt {
 	return nil
 }
 
-// PrintReceipt acknowledges one job of a PrintStream.
+// PrintReceipt acknowledges one job of a PrintStream: the job is written to every sink and,
+// with a file, fsynced.
 type PrintReceipt struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The printer's sequence number for the job. Absent when the job was a duplicate.

@@ -38,18 +38,30 @@ const (
 // PrinterService prints jobs of lines atomically and in order, and lets anyone read back what
 // it printed.
 type PrinterServiceClient interface {
-	// Print accepts one job and returns its sequence number once the job is queued (not yet
-	// written: call Join to wait for that). When the queue is full, Print waits for room until
-	// the caller's deadline, then answers RESOURCE_EXHAUSTED; an accepted job is never dropped.
+	// Print accepts one job and returns its sequence number once the job is accepted: queued in
+	// memory, not yet written, so that a caller of one job is not held for a flush to disk. A
+	// job so answered is written even if the printer is stopped (SIGTERM), but not if its
+	// process is killed (SIGKILL, power loss) before the write: a sender that needs the disk's
+	// promise calls Join after Print, or sends on PrintStream, whose receipts mean written.
+	// When the queue is full, Print waits for room until the caller's deadline, then answers
+	// RESOURCE_EXHAUSTED (reason QUEUE_FULL): that job was not accepted.
 	// Bad input answers INVALID_ARGUMENT with a google.rpc.BadRequest naming the field.
 	Print(ctx context.Context, in *PrintRequest, opts ...grpc.CallOption) (*PrintResponse, error)
-	// PrintStream is the ordered, batched way to print: each request message carries one or
-	// more jobs, which are accepted in the order they arrive on the stream; the server answers
-	// each request message with one response holding a receipt per job, in the same order.
+	// PrintStream is the ordered, batched and durable way to print: each request message carries
+	// one or more jobs (at most --printer-max-jobs), which are accepted whole and in the order
+	// they arrive on the stream. The server answers each request message with one response
+	// holding a receipt per job, in the same order, once every job of the message is written to
+	// every sink and, with --printer-file, fsynced: a receipt is a promise that the job survives
+	// any crash. A sender need not wait for one message's receipts before sending the next.
 	// Jobs that carry a source and a source_sequence already accepted are acknowledged again
-	// (duplicate = true) and not printed twice, so a sender may resend after a broken stream.
-	// A request message is accepted whole or not at all: one holding a bad job ends the stream
-	// with INVALID_ARGUMENT naming the job's field, and the messages before it stay accepted.
+	// (duplicate = true, once their first copy is written) and not printed twice, so a sender
+	// may resend everything it holds no receipt for, after a broken stream or a restart.
+	// A request message is accepted whole or not at all. One that breaks a rule or a limit
+	// ends the stream with INVALID_ARGUMENT naming every field at fault (`jobs` when it holds
+	// more jobs, or more bytes of lines, than the printer takes or queues at once); one that
+	// does not fit in the queue waits for room until the caller's deadline, then ends the
+	// stream with RESOURCE_EXHAUSTED (QUEUE_FULL). Either way the receipts of the messages
+	// before it are sent first.
 	PrintStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PrintStreamRequest, PrintStreamResponse], error)
 	// Join is a barrier (the talk's print_queue.join()): it returns once every job accepted
 	// before it has been written to every sink and a file sink flushed, with the sequence number
@@ -130,18 +142,30 @@ type PrinterService_TailClient = grpc.ServerStreamingClient[TailResponse]
 // PrinterService prints jobs of lines atomically and in order, and lets anyone read back what
 // it printed.
 type PrinterServiceServer interface {
-	// Print accepts one job and returns its sequence number once the job is queued (not yet
-	// written: call Join to wait for that). When the queue is full, Print waits for room until
-	// the caller's deadline, then answers RESOURCE_EXHAUSTED; an accepted job is never dropped.
+	// Print accepts one job and returns its sequence number once the job is accepted: queued in
+	// memory, not yet written, so that a caller of one job is not held for a flush to disk. A
+	// job so answered is written even if the printer is stopped (SIGTERM), but not if its
+	// process is killed (SIGKILL, power loss) before the write: a sender that needs the disk's
+	// promise calls Join after Print, or sends on PrintStream, whose receipts mean written.
+	// When the queue is full, Print waits for room until the caller's deadline, then answers
+	// RESOURCE_EXHAUSTED (reason QUEUE_FULL): that job was not accepted.
 	// Bad input answers INVALID_ARGUMENT with a google.rpc.BadRequest naming the field.
 	Print(context.Context, *PrintRequest) (*PrintResponse, error)
-	// PrintStream is the ordered, batched way to print: each request message carries one or
-	// more jobs, which are accepted in the order they arrive on the stream; the server answers
-	// each request message with one response holding a receipt per job, in the same order.
+	// PrintStream is the ordered, batched and durable way to print: each request message carries
+	// one or more jobs (at most --printer-max-jobs), which are accepted whole and in the order
+	// they arrive on the stream. The server answers each request message with one response
+	// holding a receipt per job, in the same order, once every job of the message is written to
+	// every sink and, with --printer-file, fsynced: a receipt is a promise that the job survives
+	// any crash. A sender need not wait for one message's receipts before sending the next.
 	// Jobs that carry a source and a source_sequence already accepted are acknowledged again
-	// (duplicate = true) and not printed twice, so a sender may resend after a broken stream.
-	// A request message is accepted whole or not at all: one holding a bad job ends the stream
-	// with INVALID_ARGUMENT naming the job's field, and the messages before it stay accepted.
+	// (duplicate = true, once their first copy is written) and not printed twice, so a sender
+	// may resend everything it holds no receipt for, after a broken stream or a restart.
+	// A request message is accepted whole or not at all. One that breaks a rule or a limit
+	// ends the stream with INVALID_ARGUMENT naming every field at fault (`jobs` when it holds
+	// more jobs, or more bytes of lines, than the printer takes or queues at once); one that
+	// does not fit in the queue waits for room until the caller's deadline, then ends the
+	// stream with RESOURCE_EXHAUSTED (QUEUE_FULL). Either way the receipts of the messages
+	// before it are sent first.
 	PrintStream(grpc.BidiStreamingServer[PrintStreamRequest, PrintStreamResponse]) error
 	// Join is a barrier (the talk's print_queue.join()): it returns once every job accepted
 	// before it has been written to every sink and a file sink flushed, with the sequence number
