@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/api/violation"
@@ -203,6 +204,141 @@ func TestBackpressure(t *testing.T) {
 	if got, want := stdout.lines(), []string{"one", "two", "four"}; !slices.Equal(got, want) {
 		t.Fatalf("printed %q, want %q", got, want)
 	}
+}
+
+// A PrintStream message is accepted whole or not at all: one that does not fit beside what
+// waits in the queue waits for room, whole, and is refused at its deadline without a job of it
+// printed; one that fits once room is made is accepted whole. A receipt comes only once its
+// job is written.
+func TestMessageWaitsForRoomWhole(t *testing.T) {
+	noLeaks(t)
+	stdout := newGate()
+	defer stdout.unblock()
+	r := start(t, config(t, "--printer-queue=10"), stdout, jitter.New(0))
+	for i := range 6 { // accepted: the writer is stuck on the first, five wait
+		r.print(t, fmt.Sprintf("a %d", i))
+	}
+	message := func(name string, n int) *printerv1.PrintStreamRequest {
+		req := &printerv1.PrintStreamRequest{}
+		for i := range n {
+			req.Jobs = append(req.Jobs, &printerv1.PrintJob{Lines: []string{fmt.Sprintf("%s %d", name, i)}})
+		}
+		return req
+	}
+	// Six more do not fit beside six: the message waits, then is refused at its deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	refused, err := r.client.PrintStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := refused.Send(message("b", 6)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refused.Recv(); !isQueueFull(err) {
+		t.Fatalf("a message that does not fit: %v, want RESOURCE_EXHAUSTED (QUEUE_FULL)", err)
+	}
+	// Four fit; six more wait for room, without a deadline, and get it once the writer goes on.
+	stream, err := r.client.PrintStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*printerv1.PrintStreamRequest{message("c", 4), message("d", 6)} {
+		if err := stream.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream.CloseSend()
+	stdout.unblock()
+	var sequences []uint64
+	for range 2 {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		written := tailAll(t, r.client, 0)
+		for _, rc := range resp.GetReceipts() {
+			if rc.GetSequence() > written[len(written)-1].GetSequence() {
+				t.Fatalf("the receipt of job %d came before it was written (written up to %d)", rc.GetSequence(), written[len(written)-1].GetSequence())
+			}
+			sequences = append(sequences, rc.GetSequence())
+		}
+	}
+	if want := []uint64{7, 8, 9, 10, 11, 12, 13, 14, 15, 16}; !slices.Equal(sequences, want) {
+		t.Fatalf("receipts for sequences %v, want %v", sequences, want)
+	}
+	r.join(t)
+	var want []string
+	for _, m := range []struct {
+		name string
+		n    int
+	}{{"a", 6}, {"c", 4}, {"d", 6}} {
+		for i := range m.n {
+			want = append(want, fmt.Sprintf("%s %d", m.name, i))
+		}
+	}
+	if got := stdout.lines(); !slices.Equal(got, want) {
+		t.Fatalf("printed %q, want %q (the refused message not at all)", got, want)
+	}
+}
+
+// What one message may hold is limited, and what could never fit in the queue is refused at
+// once, naming jobs: a message of --printer-max-jobs is accepted, one more job is refused.
+func TestMessageLimits(t *testing.T) {
+	noLeaks(t)
+	r := start(t, config(t, "--printer-max-jobs=100", "--printer-queue=200", "--printer-queue-bytes=102500",
+		"--printer-stdout=false"), io.Discard, jitter.New(0))
+	send := func(jobs, lines int) error {
+		req := &printerv1.PrintStreamRequest{}
+		for range jobs {
+			req.Jobs = append(req.Jobs, &printerv1.PrintJob{Lines: slices.Repeat([]string{strings.Repeat("x", 1024)}, lines)})
+		}
+		stream, err := r.client.PrintStream(context.Background())
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(req); err != nil {
+			return err
+		}
+		resp, err := stream.Recv()
+		if err == nil && len(resp.GetReceipts()) != jobs {
+			return fmt.Errorf("%d receipts for %d jobs", len(resp.GetReceipts()), jobs)
+		}
+		return err
+	}
+	if err := send(100, 1); err != nil { // 100 jobs and 102,500 bytes: the whole queue
+		t.Fatalf("a message of --printer-max-jobs jobs: %v", err)
+	}
+	for _, tt := range []struct {
+		jobs, lines int
+		says        string
+	}{
+		{101, 1, "at most 100 jobs per message (--printer-max-jobs)"},
+		{51, 2, "queue holds at most 200 jobs and 102500 bytes"},
+	} {
+		err := send(tt.jobs, tt.lines)
+		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{"jobs"}) || !strings.Contains(err.Error(), tt.says) {
+			t.Errorf("a message of %d jobs of %d lines: %v; want INVALID_ARGUMENT naming jobs, saying %q", tt.jobs, tt.lines, err, tt.says)
+		}
+	}
+}
+
+// The history keeps at most --printer-history-bytes of lines: older jobs are forgotten first.
+func TestHistoryBytes(t *testing.T) {
+	noLeaks(t)
+	r := start(t, config(t, "--printer-history-bytes=30", "--printer-max-lines=1", "--printer-max-line-bytes=9", "--printer-queue-bytes=10"), io.Discard, jitter.New(0))
+	for i := range 5 {
+		r.print(t, fmt.Sprintf("job %d...", i)) // 10 bytes with its newline
+	}
+	r.join(t)
+	if got, want := tailLines(tailAll(t, r.client, 0)), []string{"job 2...", "job 3...", "job 4..."}; !slices.Equal(got, want) {
+		t.Fatalf("the history holds %q, want the last 30 bytes' worth %q", got, want)
+	}
+}
+
+func isQueueFull(err error) bool {
+	c, reason, _ := code(err)
+	return c == codes.ResourceExhausted && reason == "QUEUE_FULL"
 }
 
 // A sink that fails is retried from where it stopped: nothing is lost or written twice.
@@ -541,6 +677,9 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{[]string{"--printer-queue=0"}, "--printer-queue is 0; it must be 1 or more"},
 		{[]string{"--printer-history=-1", "--printer-max-lines=0"}, "--printer-max-lines is 0"},
+		{[]string{"--printer-max-jobs=16385"}, "--printer-max-jobs is 16385; it must be at most 16384"},
+		{[]string{"--printer-queue-bytes=102499"}, "--printer-queue-bytes is 102499; it must hold the largest job"},
+		{[]string{"--printer-history-bytes=100", "--printer-max-lines=10", "--printer-max-line-bytes=10"}, "--printer-history-bytes is 100; it must hold the largest job, --printer-max-lines × (--printer-max-line-bytes + 1) = 110 bytes"},
 		{[]string{"--printer-file=" + filepath.Join(dir, "no", "such", "dir", "out.txt")}, "no such file or directory"},
 		{[]string{"--printer-file=" + filepath.Join(dir, "held.txt")}, "is another printer using --printer-file"},
 	} {
