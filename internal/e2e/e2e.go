@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,6 +81,13 @@ func Build(t testing.TB, pkg string) string {
 		args = append(args, "-race")
 	}
 	return buildOnce(t, path.Base(pkg), append(args, pkg)...)
+}
+
+// BuildWithoutRace builds the command in pkg without the race detector, whatever the tests
+// run with: for measuring its memory, which the race detector multiplies.
+func BuildWithoutRace(t testing.TB, pkg string) string {
+	t.Helper()
+	return buildOnce(t, path.Base(pkg)+"-norace", "build", pkg)
 }
 
 // Grpcurl returns the path of grpcurl built at the version pinned in tools/go.mod.
@@ -227,6 +235,26 @@ func (p *Process) Signal(t testing.TB, sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v: %v", sig, err)
 	}
+}
+
+// PeakRSS is the most resident memory the process has used so far (VmHWM), in bytes.
+func (p *Process) PeakRSS(t testing.TB) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read the process's status: %v", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if kb, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", kb, err)
+			}
+			return n << 10
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+	return 0
 }
 
 // Wait waits for the process to exit and returns its exit code; it fails the test if the

@@ -326,3 +326,76 @@ func TestConcurdRefusesToStart(t *testing.T) {
 		}
 	}
 }
+
+// What clients can make the printer hold is bounded: with the default flags, a message of the
+// most jobs is accepted and one more job is refused naming jobs, a message over gRPC's 4 MiB
+// is refused, and three senders streaming messages at the limits at once keep concurd's peak
+// resident memory under 256 MiB. concurd is built without the race detector here, which
+// multiplies memory.
+func TestMemoryIsBounded(t *testing.T) {
+	noLeaks(t)
+	path := filepath.Join(t.TempDir(), "out.txt")
+	p := e2e.Start(t, e2e.BuildWithoutRace(t, "./cmd/concurd"), "--listen=127.0.0.1:0", "--log-format=json",
+		"--services=printer", "--printer-stdout=false", "--printer-file="+path)
+	client := printerv1.NewPrinterServiceClient(e2e.Dial(t, p.Addr))
+	// 10,000 jobs of one 400-byte line: 3.9 MiB on the wire, under the 4 MiB limit.
+	message := func(jobs, lineBytes int) *printerv1.PrintStreamRequest {
+		req := &printerv1.PrintStreamRequest{Jobs: make([]*printerv1.PrintJob, jobs)}
+		line := strings.Repeat("x", lineBytes)
+		for i := range req.Jobs {
+			req.Jobs[i] = &printerv1.PrintJob{Lines: []string{line}}
+		}
+		return req
+	}
+	// send streams req times over, reading receipts as they come: a sender that stops reading
+	// stops the printer's answers, and so its own stream.
+	send := func(req *printerv1.PrintStreamRequest, times int) (receipts int, err error) {
+		stream, err := client.PrintStream(context.Background())
+		if err != nil {
+			return 0, err
+		}
+		go func() {
+			for range times {
+				if stream.Send(req) != nil {
+					return // the stream's status comes from Recv
+				}
+			}
+			stream.CloseSend()
+		}()
+		for {
+			resp, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return receipts, nil
+			}
+			if err != nil {
+				return receipts, err
+			}
+			receipts += len(resp.GetReceipts())
+		}
+	}
+	if n, err := send(message(10000, 400), 1); err != nil || n != 10000 {
+		t.Fatalf("a message of 10,000 jobs (--printer-max-jobs): %d receipts, %v", n, err)
+	}
+	if _, err := send(message(10001, 1), 1); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "jobs: holds 10001 jobs") {
+		t.Fatalf("a message of 10,001 jobs: %v, want INVALID_ARGUMENT naming jobs", err)
+	}
+	if _, err := send(message(10000, 420), 1); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a message over 4 MiB: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	const senders, messages = 3, 8
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			if n, err := send(message(10000, 400), messages); err != nil || n != messages*10000 {
+				t.Errorf("a sender of %d messages at the limits: %d receipts, %v", messages, n, err)
+			}
+		})
+	}
+	wg.Wait()
+	peak := p.PeakRSS(t)
+	t.Logf("peak resident memory of concurd: %.1f MiB", float64(peak)/(1<<20))
+	if peak >= 256<<20 {
+		t.Fatalf("concurd's peak resident memory is %.1f MiB, over 256 MiB", float64(peak)/(1<<20))
+	}
+	p.Stop(t)
+}
