@@ -4,7 +4,7 @@
 //
 // It lives under api/ so that Go clients can run a request's Validate method before sending
 // it; servers use it for the limits they set by flag, merging those violations with
-// Validate's (AddFrom).
+// Validate's (AddFrom) and putting them all in field order (Sort).
 package violation
 
 import (
