@@ -3,7 +3,8 @@
 // so that a program can point at the field and a person can read what to change.
 //
 // It lives under api/ so that Go clients can run a request's Validate method before sending
-// it; servers use it for the limits they set by flag.
+// it; servers use it for the limits they set by flag, merging those violations with
+// Validate's (AddFrom) and putting them all in field order (Sort).
 package violation
 
 import (
@@ -48,6 +49,24 @@ func (l *List) Err() error {
 		return st.Err() // unreachable: BadRequest always marshals
 	}
 	return detailed.Err()
+}
+
+// AddFrom adds to l the violations that err carries, in their order, and reports whether it
+// carries any: err must be an INVALID_ARGUMENT status error with a google.rpc.BadRequest
+// detail, such as a request's Validate returns. It lets a server merge what Validate found
+// with what its own checks find into one error.
+func (l *List) AddFrom(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.InvalidArgument {
+		return false
+	}
+	n := len(l.violations)
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			l.violations = append(l.violations, br.GetFieldViolations()...)
+		}
+	}
+	return len(l.violations) > n
 }
 
 // Fields returns the fields named by the BadRequest detail of err, in order; none when err

@@ -1,9 +1,12 @@
 package violation_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -50,5 +53,50 @@ func TestLineAllowsTabOnly(t *testing.T) {
 		if l.Err() == nil {
 			t.Errorf("Line accepted %q", bad)
 		}
+	}
+}
+
+// described returns each violation of err as "field: description".
+func described(err error) []string {
+	var out []string
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				out = append(out, v.GetField()+": "+v.GetDescription())
+			}
+		}
+	}
+	return out
+}
+
+func TestAddFromMergesAnotherList(t *testing.T) {
+	var validate violation.List
+	validate.Add("lines[1]", "holds a NUL")
+	validate.Add("source", "is unprintable")
+	var l violation.List
+	l.Add("lines[0]", "is too long")
+	if !l.AddFrom(validate.Err()) {
+		t.Fatal("AddFrom took nothing from a BadRequest error")
+	}
+	want := []string{"lines[0]: is too long", "lines[1]: holds a NUL", "source: is unprintable"}
+	if got := described(l.Err()); !slices.Equal(got, want) {
+		t.Fatalf("merged %q, want %q", got, want)
+	}
+	for _, err := range []error{
+		nil,
+		fmt.Errorf("plain"),
+		status.Error(codes.InvalidArgument, "no detail"),
+		status.Error(codes.Internal, "other code"),
+	} {
+		var l violation.List
+		if l.AddFrom(err) || l.Err() != nil {
+			t.Errorf("AddFrom(%v) took violations from an error without any", err)
+		}
+	}
+	st, _ := status.New(codes.FailedPrecondition, "not bad input").WithDetails(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "x", Description: "y"}},
+	})
+	if l.AddFrom(st.Err()) {
+		t.Error("AddFrom took violations from an error that is not INVALID_ARGUMENT")
 	}
 }

@@ -19,6 +19,9 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/concur-dev/concur/api/violation"
 )
 
 // interceptorChain returns the server's interceptors, outermost first:
@@ -26,7 +29,7 @@ import (
 //  1. metrics, so that every call is counted, refused ones included;
 //  2. logging (slog), skipping health checks and reflection, which tools poll;
 //  3. auth, when a token is configured; health stays open for probes;
-//  4. validation: a request's Validate method runs before the handler;
+//  4. validation: a request's Validate, and its service's CheckLimits, run before the handler;
 //  5. recovery, innermost, so that a panic becomes INTERNAL before the layers above see it.
 func interceptorChain(log *slog.Logger, metrics *grpcprom.ServerMetrics, token []byte) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	logOpts := []logging.Option{
@@ -101,40 +104,53 @@ func bearer(token []byte) auth.AuthFunc {
 // validator is implemented by every request message of the concur contracts.
 type validator interface{ Validate() error }
 
-// validateUnary and validateStream run a request's Validate before the handler sees it.
-// go-grpc-middleware's validator interceptor would flatten the error to its message and drop
-// the google.rpc.BadRequest detail that names the fields, so concur keeps its own.
-func validateUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := validate(req); err != nil {
+// validateUnary and validateStream check each request before the handler sees it (see
+// Service): go-grpc-middleware's validator interceptor would flatten the error to its message
+// and drop the google.rpc.BadRequest detail that names the fields, and knows no limits, so
+// concur keeps its own.
+func validateUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := check(info.Server, req); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
 func validateStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, validatingStream{ss})
+	return handler(srv, validatingStream{ss, srv})
 }
 
-type validatingStream struct{ grpc.ServerStream }
+// validatingStream checks every message the handler receives, the request of a server
+// stream and each message of a client stream alike.
+type validatingStream struct {
+	grpc.ServerStream
+	srv any
+}
 
 func (s validatingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return validate(m)
+	return check(s.srv, m)
 }
 
-func validate(m any) error {
-	v, ok := m.(validator)
-	if !ok {
-		return nil
+// check runs req's Validate and, when srv is a LimitChecker, its CheckLimits, and returns
+// every violation they found in one INVALID_ARGUMENT, in req's field order; nil when there is
+// none. An error of Validate that carries no BadRequest is returned alone, as a status.
+func check(srv, req any) error {
+	var l violation.List
+	if v, ok := req.(validator); ok {
+		if err := v.Validate(); err != nil && !l.AddFrom(err) {
+			if _, isStatus := status.FromError(err); isStatus {
+				return err
+			}
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
 	}
-	err := v.Validate()
-	if err == nil {
-		return nil
+	if c, ok := srv.(LimitChecker); ok {
+		c.CheckLimits(req, &l)
 	}
-	if _, isStatus := status.FromError(err); isStatus {
-		return err
+	if m, ok := req.(protoreflect.ProtoMessage); ok {
+		l.Sort(m.ProtoReflect().Descriptor())
 	}
-	return status.Error(codes.InvalidArgument, err.Error())
+	return l.Err()
 }

@@ -3,6 +3,7 @@ package serve_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -454,5 +455,120 @@ func TestLocalConnectionOutlivesShutdownOfLaterServices(t *testing.T) {
 	}
 	if err := srv.Local().Invoke(context.Background(), "/test.P/Print", &printerv1.PrintRequest{Lines: []string{"too late"}}, &printerv1.PrintResponse{}); err == nil {
 		t.Fatal("in-process call after shutdown succeeded")
+	}
+}
+
+// limitedPrinter is the fake printer with limits set "by flag", checked by the runtime
+// before its handlers run: at most maxLines lines of at most maxLineBytes bytes in a job, and
+// Tail from no later than maxFrom.
+type limitedPrinter struct {
+	*fakePrinter
+	maxLines, maxLineBytes int
+	maxFrom                uint64
+}
+
+var _ serve.LimitChecker = (*limitedPrinter)(nil)
+
+func (p *limitedPrinter) Register(r grpc.ServiceRegistrar) {
+	desc := printerv1.PrinterService_ServiceDesc
+	desc.ServiceName = p.name
+	r.RegisterService(&desc, p)
+}
+
+func (p *limitedPrinter) CheckLimits(req any, l *violation.List) {
+	switch r := req.(type) {
+	case *printerv1.PrintRequest:
+		p.checkJob(l, "", r.GetLines())
+	case *printerv1.PrintStreamRequest:
+		for i, j := range r.GetJobs() {
+			p.checkJob(l, fmt.Sprintf("jobs[%d].", i), j.GetLines())
+		}
+	case *printerv1.TailRequest:
+		if r.GetFromSequence() > p.maxFrom {
+			l.Addf("from_sequence", "is past %d", p.maxFrom)
+		}
+	}
+}
+
+func (p *limitedPrinter) checkJob(l *violation.List, prefix string, lines []string) {
+	if len(lines) > p.maxLines {
+		l.Addf(prefix+"lines", "holds %d lines; at most %d", len(lines), p.maxLines)
+	}
+	for i, line := range lines {
+		if len(line) > p.maxLineBytes {
+			l.Addf(fmt.Sprintf("%slines[%d]", prefix, i), "is %d bytes long; at most %d", len(line), p.maxLineBytes)
+		}
+	}
+}
+
+// wantViolations fails the test unless err is INVALID_ARGUMENT whose BadRequest names fields,
+// in that order, and whose message lists them in the same order.
+func wantViolations(t *testing.T, what string, err error, fields ...string) {
+	t.Helper()
+	if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), fields) {
+		t.Fatalf("%s = %v (fields %q), want InvalidArgument on %q", what, err, violation.Fields(err), fields)
+	}
+	msg, at := status.Convert(err).Message(), 0
+	for _, f := range fields {
+		i := strings.Index(msg[at:], f+": ")
+		if i < 0 {
+			t.Fatalf("%s: message %q does not list %s after the fields before it", what, msg, f)
+		}
+		at += i + len(f)
+	}
+}
+
+// Violations of Validate and of the service's limits come back together, in field order,
+// whichever check found them, and the handler never sees the request.
+func TestLimitsAndValidateReportedTogether(t *testing.T) {
+	fake := &limitedPrinter{fakePrinter: newFake("test.L", nil), maxLines: 2, maxLineBytes: 5, maxFrom: 10}
+	srv, _ := start(t, defaults(t), fake)
+	client := fakeClient(t, srv.Addr().String(), "test.L")
+	ctx := context.Background()
+
+	// Validate finds lines[1] (a NUL) and source_sequence; the limits find lines and lines[0].
+	_, err := client.Print(ctx, &printerv1.PrintRequest{Lines: []string{"too long", "a\x00", "ok"}, Source: "s"})
+	wantViolations(t, "Print(both)", err, "lines", "lines[0]", "lines[1]", "source_sequence")
+	_, err = client.Print(ctx, &printerv1.PrintRequest{Lines: []string{"ok", "too long"}})
+	wantViolations(t, "Print(limit only)", err, "lines[1]")
+	if n := fake.prints.Load(); n != 0 {
+		t.Fatalf("handler ran %d times for invalid requests", n)
+	}
+	if _, err := client.Print(ctx, &printerv1.PrintRequest{Lines: []string{"fine", "ok"}}); err != nil {
+		t.Fatalf("Print(within limits) = %v", err)
+	}
+
+	tail, err := client.Tail(ctx, &printerv1.TailRequest{FromSequence: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tail.Recv()
+	wantViolations(t, "Tail(limit)", err, "from_sequence")
+}
+
+// In a client stream every message gets the same merged check before the handler sees it.
+func TestLimitsAndValidateReportedTogetherInStream(t *testing.T) {
+	fake := &limitedPrinter{fakePrinter: newFake("test.L", nil), maxLines: 2, maxLineBytes: 5, maxFrom: 10}
+	srv, _ := start(t, defaults(t), fake)
+	stream, err := fakeClient(t, srv.Addr().String(), "test.L").PrintStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&printerv1.PrintStreamRequest{Jobs: []*printerv1.PrintJob{{Lines: []string{"fine"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	// Validate finds jobs[0].lines[1] (a newline) and jobs[1].source (a tab); the limits find
+	// jobs[0].lines[0], jobs[1].lines and jobs[1].lines[2].
+	stream.Send(&printerv1.PrintStreamRequest{Jobs: []*printerv1.PrintJob{
+		{Lines: []string{"too long", "a\nb"}},
+		{Lines: []string{"x", "y", "too long"}, Source: "s\t", SourceSequence: 1},
+	}})
+	_, err = stream.Recv()
+	wantViolations(t, "second message", err, "jobs[0].lines[0]", "jobs[0].lines[1]", "jobs[1].lines", "jobs[1].lines[2]", "jobs[1].source")
+	if n := fake.streamed.Load(); n != 1 {
+		t.Fatalf("handler saw %d jobs, want only the valid one", n)
 	}
 }

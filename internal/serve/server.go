@@ -33,9 +33,20 @@ import (
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/concur-dev/concur/api/violation"
 )
 
 // A Service is one gRPC service run by a Server.
+//
+// Requests are checked before a handler sees them: each request message's Validate method
+// (the contract's own rules) runs, and, when the implementation a Service registers (the
+// value it passes to RegisterService, which gRPC hands interceptors) is a LimitChecker, its
+// CheckLimits runs too (the rules a server sets by flag). A request that breaks any rule is
+// answered with one INVALID_ARGUMENT whose google.rpc.BadRequest, and message, name every
+// violation, in the request's field order, whichever check found it. In a client stream,
+// every message is checked this way as it is received; a message at fault ends the stream
+// with that error.
 type Service interface {
 	// Name is the service's full gRPC name (concur.printer.v1.PrinterService): its health
 	// status is reported under it.
@@ -50,6 +61,14 @@ type Service interface {
 	// may still call one registered earlier while it drains. Shutdown returns when its work is
 	// done or ctx ends.
 	Shutdown(ctx context.Context) error
+}
+
+// A LimitChecker checks requests against limits set by flag (--printer-max-lines and such),
+// which a request's Validate cannot know. CheckLimits adds a violation to l for each limit req
+// breaks, naming the field as Validate would (lines, lines[0], jobs[1].lines), and ignores
+// requests it sets no limits on; it must not block or keep req. See Service.
+type LimitChecker interface {
+	CheckLimits(req any, l *violation.List)
 }
 
 // Server is a configured gRPC server with its listeners open.

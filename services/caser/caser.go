@@ -105,11 +105,9 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Case cases one text in the mode asked for, upper when none is.
+// Case cases one text in the mode asked for, upper when none is; the runtime has checked the
+// request (Validate and CheckLimits).
 func (s *Service) Case(_ context.Context, req *caserv1.CaseRequest) (*caserv1.CaseResponse, error) {
-	if err := s.checkLength("text", req.GetText()); err != nil {
-		return nil, err
-	}
 	mode := req.GetMode()
 	if mode == caserv1.Mode_MODE_UNSPECIFIED {
 		mode = caserv1.Mode_MODE_UPPER
@@ -125,14 +123,22 @@ func caseIn(mode caserv1.Mode, text string) string {
 	return pycase.Upper(text)
 }
 
-// checkLength refuses a line or text longer than --caser-max-line-bytes.
-func (s *Service) checkLength(field, text string) error {
-	if len(text) <= s.cfg.MaxLineBytes {
-		return nil
+// CheckLimits adds to l a violation for a session's line or a Case text longer than
+// --caser-max-line-bytes. The runtime calls it beside the request's Validate, before the
+// handler sees the request, and reports what both found in one INVALID_ARGUMENT.
+func (s *Service) CheckLimits(req any, l *violation.List) {
+	switch r := req.(type) {
+	case *caserv1.CaseRequest:
+		s.checkLength(l, "text", r.GetText())
+	case *caserv1.SessionRequest:
+		s.checkLength(l, "line", r.GetLine())
 	}
-	var l violation.List
-	l.Addf(field, "is %d bytes long; at most %d bytes are allowed (--caser-max-line-bytes)", len(text), s.cfg.MaxLineBytes)
-	return l.Err()
+}
+
+func (s *Service) checkLength(l *violation.List, field, text string) {
+	if len(text) > s.cfg.MaxLineBytes {
+		l.Addf(field, "is %d bytes long; at most %d bytes are allowed (--caser-max-line-bytes)", len(text), s.cfg.MaxLineBytes)
+	}
 }
 
 // gate counts the caser's goroutines (sessions and the announcer) so that

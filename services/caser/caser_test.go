@@ -25,6 +25,7 @@ import (
 	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/jitter"
+	"github.com/concur-dev/concur/internal/serve"
 	"github.com/concur-dev/concur/services/caser"
 	"github.com/concur-dev/concur/services/caser/pycase"
 )
@@ -226,22 +227,30 @@ func TestCaseMatchesPython(t *testing.T) {
 	}
 }
 
+// The runtime checks the caser's length limit beside Validate: one INVALID_ARGUMENT names
+// every violation, in field order, whichever check found it.
+var _ serve.LimitChecker = (*caser.Service)(nil)
+
 func TestCaseRefusesBadInput(t *testing.T) {
 	cfg := defaults()
 	cfg.MaxLineBytes = 8
 	addr, _ := start(t, cfg, jitter.New(0))
 	client := dial(t, addr)
 	for _, tt := range []struct {
-		req   *caserv1.CaseRequest
-		field string
+		req    *caserv1.CaseRequest
+		fields []string
 	}{
-		{&caserv1.CaseRequest{Text: "hello", Mode: 7}, "mode"},
-		{&caserv1.CaseRequest{Text: "\xff"}, "text"},
-		{&caserv1.CaseRequest{Text: "123456789"}, "text"},
+		{&caserv1.CaseRequest{Text: "hello", Mode: 7}, []string{"mode"}},
+		{&caserv1.CaseRequest{Text: "\xff"}, []string{"text"}},
+		{&caserv1.CaseRequest{Text: "123456789"}, []string{"text"}},
+		// Validate finds the mode, the limit the text, which comes first in the request.
+		{&caserv1.CaseRequest{Text: "123456789", Mode: 7}, []string{"text", "mode"}},
+		// Validate and the limit both find the text.
+		{&caserv1.CaseRequest{Text: "12345678\xff", Mode: 7}, []string{"text", "text", "mode"}},
 	} {
 		_, err := client.Case(context.Background(), tt.req)
-		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{tt.field}) {
-			t.Errorf("Case(%v) = %v, want INVALID_ARGUMENT on %s", tt.req, err, tt.field)
+		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
+			t.Errorf("Case(%v) = %v, want INVALID_ARGUMENT on %q", tt.req, err, tt.fields)
 		}
 	}
 	if resp, err := client.Case(context.Background(), &caserv1.CaseRequest{Text: "12345678"}); err != nil || resp.GetText() != "12345678" {
@@ -250,20 +259,37 @@ func TestCaseRefusesBadInput(t *testing.T) {
 }
 
 // A line over the limit or with invalid UTF-8 ends the session with INVALID_ARGUMENT naming
-// the line, after the replies to the lines before it.
+// the line, after the replies to the lines before it; a line with both is told of both.
 func TestSessionRefusesBadLines(t *testing.T) {
 	cfg := defaults()
 	cfg.MaxLineBytes = 16
 	addr, _ := start(t, cfg, jitter.New(0))
 	client := dial(t, addr)
-	for _, bad := range []string{strings.Repeat("x", 17), "caf\xe9"} {
+	for _, tt := range []struct {
+		line  string
+		found []string // what the message says, in order
+	}{
+		{strings.Repeat("x", 17), []string{"--caser-max-line-bytes"}},
+		{"caf\xe9", []string{"UTF-8"}},
+		{strings.Repeat("x", 16) + "\xe9", []string{"UTF-8", "--caser-max-line-bytes"}},
+	} {
 		s := open(t, client)
 		s.send("fine")
-		s.send(bad)
+		s.send(tt.line)
 		casedOf(t, s.reply(), "fine", caserv1.Mode_MODE_UPPER)
 		err := s.ended(codes.InvalidArgument)
-		if !slices.Equal(violation.Fields(err), []string{"line"}) {
-			t.Errorf("line %+q ended the session with %v, want a violation on line", bad, err)
+		want := slices.Repeat([]string{"line"}, len(tt.found))
+		if !slices.Equal(violation.Fields(err), want) {
+			t.Errorf("line %+q ended the session with %v, want violations on %q", tt.line, err, want)
+		}
+		msg, at := status.Convert(err).Message(), 0
+		for _, f := range tt.found {
+			i := strings.Index(msg[at:], f)
+			if i < 0 {
+				t.Errorf("line %+q: message %q does not say %q after what comes before it", tt.line, msg, f)
+				break
+			}
+			at += i + len(f)
 		}
 	}
 	s := open(t, client)

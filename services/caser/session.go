@@ -24,8 +24,8 @@ func (s *Service) Session(stream caserv1.CaserService_SessionServer) error {
 
 // converse is the session's owner: it alone holds the mode and sends on the stream. It ends
 // the stream after a goodbye, when the client closes its side, or with the error of a line
-// it cannot take: Recv runs the request's Validate (valid UTF-8), converse adds the length
-// limit.
+// it cannot take: Recv runs the request's Validate (valid UTF-8) and CheckLimits (the length
+// limit) and ends the stream with every violation they found.
 func (s *Service) converse(stream caserv1.CaserService_SessionServer) error {
 	reqs, ended := serve.Receive(stream.Context(), stream.Recv)
 	mode := caserv1.Mode_MODE_UPPER
@@ -49,9 +49,6 @@ func (s *Service) converse(stream caserv1.CaserService_SessionServer) error {
 		last := false
 		select {
 		case req := <-reqs:
-			if err := s.checkLength("line", req.GetLine()); err != nil {
-				return err
-			}
 			if timer != nil {
 				timer.Reset(s.cfg.Idle)
 			}

@@ -34,18 +34,16 @@ func TestPlanCapsAndDefaults(t *testing.T) {
 		{&sitesizev1.MeasureRequest{Urls: urls, Concurrency: 7, Timeout: durationpb.New(time.Millisecond), MaxBytes: 10}, 7, time.Millisecond, 10},
 		{&sitesizev1.MeasureRequest{Urls: urls, Concurrency: 1 << 30, Timeout: durationpb.New(time.Hour), MaxBytes: 1 << 40}, 50, time.Second, 1000},
 	} {
-		p, err := c.plan(tt.req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := c.plan(tt.req)
 		if p.concurrency != tt.concurrency || p.timeout != tt.timeout || p.maxBytes != tt.maxBytes {
 			t.Errorf("%v: concurrency %d, timeout %v, max bytes %d; want %d, %v, %d", tt.req, p.concurrency, p.timeout, p.maxBytes, tt.concurrency, tt.timeout, tt.maxBytes)
 		}
 	}
 }
 
-// Over a limit, the request fails naming the field and index.
-func TestPlanLimits(t *testing.T) {
+// Over a limit, the request is refused naming the field and index: the batch, before each
+// URL too long.
+func TestCheckLimits(t *testing.T) {
 	c := defaults()
 	c.MaxURLs, c.MaxURLBytes = 3, 20
 	for _, tt := range []struct {
@@ -55,17 +53,20 @@ func TestPlanLimits(t *testing.T) {
 		{[]string{"http://a/", "http://b/", "http://c/"}, nil},
 		{[]string{"http://a/", "http://b/", "http://c/", "http://d/"}, []string{"urls"}},
 		{[]string{"http://a/", "http://example.com/long/path"}, []string{"urls[1]"}},
+		{[]string{"http://example.com/long/path", "http://b/", "http://c/", "http://example.com/long/path"}, []string{"urls", "urls[0]", "urls[3]"}},
 	} {
-		_, err := c.plan(&sitesizev1.MeasureRequest{Urls: tt.urls})
+		var l violation.List
+		c.checkLimits(&sitesizev1.MeasureRequest{Urls: tt.urls}, &l)
+		err := l.Err()
 		if got := violation.Fields(err); !slices.Equal(got, tt.fields) {
 			t.Errorf("%v: %v; want fields %v", tt.urls, err, tt.fields)
 		}
 	}
 }
 
-// For any batch and limits, plan either names the fields over a limit, or plans jobs where
-// each distinct URL is one job, every index is reached exactly once from its job, and the
-// options lie within the server's caps.
+// For any batch and limits, checkLimits either names the fields over a limit, or plan plans
+// jobs where each distinct URL is one job, every index is reached exactly once from its job,
+// and the options lie within the server's caps.
 func FuzzPlan(f *testing.F) {
 	f.Add("http://a/\nhttp://b/\nhttp://a/", uint32(0), int64(0), 3, 20)
 	f.Add("http://a/", uint32(7), int64(100), 1, 5)
@@ -74,11 +75,12 @@ func FuzzPlan(f *testing.F) {
 		c := defaults()
 		c.MaxURLs, c.MaxURLBytes = max(1, maxURLs), max(1, maxURLBytes)
 		req := &sitesizev1.MeasureRequest{Urls: strings.Split(lines, "\n"), Concurrency: concurrency, MaxBytes: maxBytes}
-		p, err := c.plan(req)
-		if err != nil {
+		var l violation.List
+		c.checkLimits(req, &l)
+		if err := l.Err(); err != nil {
 			fields := violation.Fields(err)
 			if len(fields) == 0 {
-				t.Fatalf("plan failed without naming a field: %v", err)
+				t.Fatalf("checkLimits failed without naming a field: %v", err)
 			}
 			for _, field := range fields {
 				if field == "urls" && len(req.Urls) <= c.MaxURLs {
@@ -87,6 +89,7 @@ func FuzzPlan(f *testing.F) {
 			}
 			return
 		}
+		p := c.plan(req)
 		if len(req.Urls) > c.MaxURLs {
 			t.Fatalf("%d URLs accepted under a limit of %d", len(req.Urls), c.MaxURLs)
 		}

@@ -4,8 +4,9 @@
 // come back (summary results), each carrying its URL and index, so that results can flow back
 // as they finish.
 //
-// The pieces: plan checks a request against the server's limits and folds duplicate URLs into
-// one job each; pool is the owner goroutine that shares the workers fairly among batches;
+// The pieces: CheckLimits checks a request against the server's limits (the runtime runs it
+// beside the request's Validate, before the handler); plan folds duplicate URLs into one job
+// each; pool is the owner goroutine that shares the workers fairly among batches;
 // fetcher counts one URL's body as it streams, behind the address guard; the handler streams
 // outcomes back as they finish, or in request order, holding only what must wait its turn.
 package sitesize
@@ -70,12 +71,19 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Measure fetches a batch of URLs and streams one result per URL.
-func (s *Service) Measure(req *sitesizev1.MeasureRequest, stream grpc.ServerStreamingServer[sitesizev1.MeasureResponse]) error {
-	p, err := s.cfg.plan(req)
-	if err != nil {
-		return err
+// CheckLimits adds to l a violation for each of the server's limits a MeasureRequest breaks:
+// too many URLs, or a URL too long. The runtime calls it beside the request's Validate,
+// before Measure sees the request, and reports what both found in one INVALID_ARGUMENT.
+func (s *Service) CheckLimits(req any, l *violation.List) {
+	if r, ok := req.(*sitesizev1.MeasureRequest); ok {
+		s.cfg.checkLimits(r, l)
 	}
+}
+
+// Measure fetches a batch of URLs and streams one result per URL; the runtime has checked
+// the request (Validate and CheckLimits).
+func (s *Service) Measure(req *sitesizev1.MeasureRequest, stream grpc.ServerStreamingServer[sitesizev1.MeasureResponse]) error {
+	p := s.cfg.plan(req)
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	b := &batch{
@@ -132,8 +140,7 @@ func (s *Service) Measure(req *sitesizev1.MeasureRequest, stream grpc.ServerStre
 	return end
 }
 
-// plan is a request checked against the server's limits, its duplicate URLs folded into one
-// job each.
+// plan is a request's batch, its duplicate URLs folded into one job each.
 type plan struct {
 	urls        []string // as given
 	unique      []string // each distinct URL once, in order of first appearance: the jobs
@@ -146,11 +153,9 @@ type plan struct {
 	maxBytes    int64
 }
 
-// plan checks the request against the server's limits (its form was checked by Validate)
-// and plans its jobs.
-func (c *Config) plan(req *sitesizev1.MeasureRequest) (*plan, error) {
+// checkLimits adds to l a violation for each of the server's limits req breaks.
+func (c *Config) checkLimits(req *sitesizev1.MeasureRequest, l *violation.List) {
 	urls := req.GetUrls()
-	var l violation.List
 	if len(urls) > c.MaxURLs {
 		l.Addf("urls", "holds %d URLs; this server measures at most %d in one batch (--sitesize-max-urls): split the batch", len(urls), c.MaxURLs)
 	}
@@ -159,9 +164,12 @@ func (c *Config) plan(req *sitesizev1.MeasureRequest) (*plan, error) {
 			l.Addf(fmt.Sprintf("urls[%d]", i), "is %d bytes long; this server takes URLs of at most %d bytes (--sitesize-max-url-bytes)", len(u), c.MaxURLBytes)
 		}
 	}
-	if err := l.Err(); err != nil {
-		return nil, err
-	}
+}
+
+// plan plans the jobs of a request that passed Validate and checkLimits, and caps its options
+// at the server's.
+func (c *Config) plan(req *sitesizev1.MeasureRequest) *plan {
+	urls := req.GetUrls()
 	p := &plan{
 		urls:        urls,
 		job:         make([]int, len(urls)),
@@ -196,7 +204,7 @@ func (c *Config) plan(req *sitesizev1.MeasureRequest) (*plan, error) {
 	p.concurrency = min(p.concurrency, c.MaxConcurrency)
 	p.timeout = min(p.timeout, c.MaxTimeout)
 	p.maxBytes = min(p.maxBytes, c.MaxBytes)
-	return p, nil
+	return p
 }
 
 // sender turns outcomes into responses, one per index of the job's URL: as they come, or in
