@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -357,18 +358,41 @@ func TestShutdownCutsCallsThatOutliveTheTimeout(t *testing.T) {
 	}
 }
 
+// A connection that never finishes its handshake is closed after --handshake-timeout, and
+// the server keeps serving.
+func TestSilentConnectionIsClosedAfterHandshakeTimeout(t *testing.T) {
+	cfg := defaults(t)
+	cfg.HandshakeTimeout = 100 * time.Millisecond
+	srv, _ := start(t, cfg, newFake("test.P", nil))
+	silent, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// The bound only keeps a broken server from hanging the test: grpc's own default is 120 s.
+	silent.SetReadDeadline(time.Now().Add(time.Minute))
+	_, err = io.Copy(io.Discard, silent) // the server's settings, then its close
+	if err != nil {
+		t.Fatalf("the silent connection was not closed by the server: %v", err)
+	}
+	if _, err := healthpb.NewHealthClient(e2e.Dial(t, srv.Addr().String())).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health after closing a silent connection: %v", err)
+	}
+}
+
 func TestParseFlagsFromEnvironment(t *testing.T) {
 	t.Setenv("CONCUR_LISTEN", "127.0.0.1:7000")
 	t.Setenv("CONCUR_SHUTDOWN_TIMEOUT", "3s")
 	t.Setenv("CONCUR_LOG_LEVEL", "debug")
+	t.Setenv("CONCUR_HANDSHAKE_TIMEOUT", "7s")
 	var cfg serve.Config
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	if err := serve.ParseFlags(fs, []string{"--shutdown-timeout=5s"}); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:7000" || cfg.ShutdownTimeout != 5*time.Second || cfg.LogLevel != slog.LevelDebug {
-		t.Fatalf("listen %q, shutdown-timeout %v, log-level %v: want the environment's listen and level, the flag's timeout", cfg.Listen, cfg.ShutdownTimeout, cfg.LogLevel)
+	if cfg.Listen != "127.0.0.1:7000" || cfg.ShutdownTimeout != 5*time.Second || cfg.LogLevel != slog.LevelDebug || cfg.HandshakeTimeout != 7*time.Second {
+		t.Fatalf("listen %q, shutdown-timeout %v, log-level %v, handshake-timeout %v: want the environment's listen, level and handshake timeout, the flag's shutdown timeout", cfg.Listen, cfg.ShutdownTimeout, cfg.LogLevel, cfg.HandshakeTimeout)
 	}
 
 	t.Setenv("CONCUR_MAX_RECV_MSG_BYTES", "lots")
@@ -389,6 +413,7 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 		"bad listen address": func(c *serve.Config) { c.Listen = "256.0.0.1:1" },
 		"bad metrics addr":   func(c *serve.Config) { c.Listen, c.MetricsListen = "127.0.0.1:0", "nope" },
 		"key is not a cert":  func(c *serve.Config) { c.TLSCert, c.TLSKey = certs.ServerKey, certs.ServerKey },
+		"no handshake time":  func(c *serve.Config) { c.HandshakeTimeout = 0 },
 	} {
 		cfg := defaults(t)
 		mutate(&cfg)

@@ -75,7 +75,11 @@ type Server struct {
 // New builds the server and opens its listeners, so that Addr is known before Serve.
 // Register the services, then call Serve.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if cfg.HandshakeTimeout <= 0 {
+		return nil, fmt.Errorf("--handshake-timeout %v: must be more than 0", cfg.HandshakeTimeout)
+	}
 	opts := []grpc.ServerOption{
+		grpc.ConnectionTimeout(cfg.HandshakeTimeout),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(min(cfg.MaxConcurrentStreams, 1<<32-1))),
