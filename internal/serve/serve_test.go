@@ -380,6 +380,49 @@ func TestSilentConnectionIsClosedAfterHandshakeTimeout(t *testing.T) {
 	}
 }
 
+// Shutdown closes the connections still in their handshake at once, but drains the served
+// ones, plain or TLS: an open stream is ended by its service, not by a closed connection.
+func TestShutdownClosesHandshakesAndDrainsServedConnections(t *testing.T) {
+	certs := e2e.WriteCerts(t)
+	for _, useTLS := range []bool{false, true} {
+		cfg := defaults(t)
+		var opts []grpc.DialOption
+		if useTLS {
+			cfg.TLSCert, cfg.TLSKey = certs.ServerCert, certs.ServerKey
+			opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientTLS(t, false))))
+		}
+		srv, stop := start(t, cfg, newFake("test.P", nil))
+		tail, err := fakeClient(t, srv.Addr().String(), "test.P", opts...).Tail(context.Background(), &printerv1.TailRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tail.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		silent, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
+		// Connections are accepted in the order they arrive: once this answers, the silent
+		// one has been accepted.
+		if _, err := healthpb.NewHealthClient(e2e.Dial(t, srv.Addr().String(), opts...)).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("TLS %v: Serve = %v, want a clean shutdown", useTLS, err)
+		}
+		_, err = tail.Recv()
+		if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != "shutting down" {
+			t.Fatalf("TLS %v: open Tail after shutdown: %v, want the service's own Unavailable", useTLS, err)
+		}
+		silent.SetReadDeadline(time.Now().Add(time.Minute))
+		if _, err := io.Copy(io.Discard, silent); err != nil {
+			t.Fatalf("TLS %v: the silent connection was not closed by the server: %v", useTLS, err)
+		}
+	}
+}
+
 func TestParseFlagsFromEnvironment(t *testing.T) {
 	t.Setenv("CONCUR_LISTEN", "127.0.0.1:7000")
 	t.Setenv("CONCUR_SHUTDOWN_TIMEOUT", "3s")
