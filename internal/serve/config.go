@@ -25,7 +25,8 @@ type Config struct {
 
 	AuthTokenFile string
 
-	ShutdownTimeout time.Duration
+	ShutdownTimeout  time.Duration
+	HandshakeTimeout time.Duration
 
 	MaxRecvMsgBytes      int
 	MaxSendMsgBytes      int
@@ -51,6 +52,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA `file`; when set, clients must present a certificate it signed (mTLS)")
 	fs.StringVar(&c.AuthTokenFile, "auth-token-file", "", "`file` holding a bearer token every call must carry (authorization: Bearer TOKEN); health stays open")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGINT or SIGTERM, how long to drain before open calls are cut")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "close a new connection that has not finished its TLS and HTTP/2 handshake within this")
 	fs.IntVar(&c.MaxRecvMsgBytes, "max-recv-msg-bytes", 4<<20, "largest message the server accepts, in `bytes`")
 	fs.IntVar(&c.MaxSendMsgBytes, "max-send-msg-bytes", 4<<20, "largest message the server sends, in `bytes`")
 	fs.UintVar(&c.MaxConcurrentStreams, "max-concurrent-streams", 10000, "most calls open at once on one client connection")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -358,18 +359,84 @@ func TestShutdownCutsCallsThatOutliveTheTimeout(t *testing.T) {
 	}
 }
 
+// A connection that never finishes its handshake is closed after --handshake-timeout, and
+// the server keeps serving.
+func TestSilentConnectionIsClosedAfterHandshakeTimeout(t *testing.T) {
+	cfg := defaults(t)
+	cfg.HandshakeTimeout = 100 * time.Millisecond
+	srv, _ := start(t, cfg, newFake("test.P", nil))
+	silent, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// The bound only keeps a broken server from hanging the test: grpc's own default is 120 s.
+	silent.SetReadDeadline(time.Now().Add(time.Minute))
+	_, err = io.Copy(io.Discard, silent) // the server's settings, then its close
+	if err != nil {
+		t.Fatalf("the silent connection was not closed by the server: %v", err)
+	}
+	if _, err := healthpb.NewHealthClient(e2e.Dial(t, srv.Addr().String())).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health after closing a silent connection: %v", err)
+	}
+}
+
+// Shutdown closes the connections still in their handshake at once, but drains the served
+// ones, plain or TLS: an open stream is ended by its service, not by a closed connection.
+func TestShutdownClosesHandshakesAndDrainsServedConnections(t *testing.T) {
+	certs := e2e.WriteCerts(t)
+	for _, useTLS := range []bool{false, true} {
+		cfg := defaults(t)
+		var opts []grpc.DialOption
+		if useTLS {
+			cfg.TLSCert, cfg.TLSKey = certs.ServerCert, certs.ServerKey
+			opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientTLS(t, false))))
+		}
+		srv, stop := start(t, cfg, newFake("test.P", nil))
+		tail, err := fakeClient(t, srv.Addr().String(), "test.P", opts...).Tail(context.Background(), &printerv1.TailRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tail.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		silent, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
+		// Connections are accepted in the order they arrive: once this answers, the silent
+		// one has been accepted.
+		if _, err := healthpb.NewHealthClient(e2e.Dial(t, srv.Addr().String(), opts...)).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("TLS %v: Serve = %v, want a clean shutdown", useTLS, err)
+		}
+		_, err = tail.Recv()
+		if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != "shutting down" {
+			t.Fatalf("TLS %v: open Tail after shutdown: %v, want the service's own Unavailable", useTLS, err)
+		}
+		silent.SetReadDeadline(time.Now().Add(time.Minute))
+		if _, err := io.Copy(io.Discard, silent); err != nil {
+			t.Fatalf("TLS %v: the silent connection was not closed by the server: %v", useTLS, err)
+		}
+	}
+}
+
 func TestParseFlagsFromEnvironment(t *testing.T) {
 	t.Setenv("CONCUR_LISTEN", "127.0.0.1:7000")
 	t.Setenv("CONCUR_SHUTDOWN_TIMEOUT", "3s")
 	t.Setenv("CONCUR_LOG_LEVEL", "debug")
+	t.Setenv("CONCUR_HANDSHAKE_TIMEOUT", "7s")
 	var cfg serve.Config
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	if err := serve.ParseFlags(fs, []string{"--shutdown-timeout=5s"}); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:7000" || cfg.ShutdownTimeout != 5*time.Second || cfg.LogLevel != slog.LevelDebug {
-		t.Fatalf("listen %q, shutdown-timeout %v, log-level %v: want the environment's listen and level, the flag's timeout", cfg.Listen, cfg.ShutdownTimeout, cfg.LogLevel)
+	if cfg.Listen != "127.0.0.1:7000" || cfg.ShutdownTimeout != 5*time.Second || cfg.LogLevel != slog.LevelDebug || cfg.HandshakeTimeout != 7*time.Second {
+		t.Fatalf("listen %q, shutdown-timeout %v, log-level %v, handshake-timeout %v: want the environment's listen, level and handshake timeout, the flag's shutdown timeout", cfg.Listen, cfg.ShutdownTimeout, cfg.LogLevel, cfg.HandshakeTimeout)
 	}
 
 	t.Setenv("CONCUR_MAX_RECV_MSG_BYTES", "lots")
@@ -390,6 +457,7 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 		"bad listen address": func(c *serve.Config) { c.Listen = "256.0.0.1:1" },
 		"bad metrics addr":   func(c *serve.Config) { c.Listen, c.MetricsListen = "127.0.0.1:0", "nope" },
 		"key is not a cert":  func(c *serve.Config) { c.TLSCert, c.TLSKey = certs.ServerKey, certs.ServerKey },
+		"no handshake time":  func(c *serve.Config) { c.HandshakeTimeout = 0 },
 	} {
 		cfg := defaults(t)
 		mutate(&cfg)

@@ -77,8 +77,9 @@ type Server struct {
 	log      *slog.Logger
 	services []Service
 	grpc     *grpc.Server
+	census   *census // what grpc holds open
 	health   *health.Server
-	lis      net.Listener
+	lis      *handshakes
 	metrics  *grpcprom.ServerMetrics
 	registry *prometheus.Registry
 	http     *http.Server
@@ -86,15 +87,20 @@ type Server struct {
 
 	// The in-process side: the same services on a second gRPC server, reached through memory
 	// without TLS or auth, for services that call each other inside one process.
-	local     *grpc.Server
-	localLis  *bufconn.Listener
-	localConn *grpc.ClientConn
+	local       *grpc.Server
+	localCensus *census
+	localLis    *bufconn.Listener
+	localConn   *grpc.ClientConn
 }
 
 // New builds the server and opens its listeners, so that Addr is known before Serve.
 // Register the services, then call Serve.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if cfg.HandshakeTimeout <= 0 {
+		return nil, fmt.Errorf("--handshake-timeout %v: must be more than 0", cfg.HandshakeTimeout)
+	}
 	opts := []grpc.ServerOption{
+		grpc.ConnectionTimeout(cfg.HandshakeTimeout),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(min(cfg.MaxConcurrentStreams, 1<<32-1))),
@@ -124,25 +130,27 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	// Nothing below fails but for a bug, so the listeners need no more cleaning up.
 	s := &Server{
-		cfg:      cfg,
-		lis:      lis,
-		mlis:     mlis,
-		log:      log,
-		health:   health.NewServer(),
-		metrics:  grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()),
-		registry: prometheus.NewRegistry(),
-		localLis: bufconn.Listen(1 << 20),
+		cfg:         cfg,
+		lis:         newHandshakes(lis, cfg.HandshakeTimeout),
+		mlis:        mlis,
+		log:         log,
+		health:      health.NewServer(),
+		metrics:     grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()),
+		registry:    prometheus.NewRegistry(),
+		localCensus: &census{},
+		localLis:    bufconn.Listen(1 << 20),
 	}
+	s.census = &census{handshakes: s.lis}
 	s.registry.MustRegister(s.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	unary, stream := interceptorChain(log, s.metrics, token)
-	external := slices.Concat(opts, []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})
+	external := slices.Concat(opts, []grpc.ServerOption{grpc.StatsHandler(s.census), grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})
 	if tlsConf != nil {
 		external = append(external, grpc.Creds(credentials.NewTLS(tlsConf)))
 	}
 	s.grpc = grpc.NewServer(external...)
 	unary, stream = interceptorChain(log, s.metrics, nil)
-	s.local = grpc.NewServer(slices.Concat(opts, []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})...)
+	s.local = grpc.NewServer(slices.Concat(opts, []grpc.ServerOption{grpc.StatsHandler(s.localCensus), grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})...)
 	s.localConn, err = grpc.NewClient("passthrough:///in-process",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.localLis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -195,9 +203,11 @@ func (s *Server) MetricsAddr() net.Addr {
 }
 
 // Serve serves until ctx ends, then shuts down gracefully: health turns NOT_SERVING, the
-// listener closes and new calls are refused, each service's Shutdown finishes its accepted
-// work and ends its streams, and open calls are waited for until --shutdown-timeout, after
-// which they are cut. It returns nil when everything drained in time.
+// listener closes and new calls are refused, connections still in their handshake are
+// closed, each service's Shutdown finishes its accepted work and ends its streams, and open
+// calls are waited for until --shutdown-timeout; then the server stops, cutting the calls
+// still open and closing the connections left. It returns nil when no call was cut and
+// every service drained: idle connections closed at the deadline are no failure.
 func (s *Server) Serve(ctx context.Context) error {
 	s.metrics.InitializeMetrics(s.grpc)
 	served := make(chan error, 1)
@@ -236,6 +246,11 @@ func (s *Server) shutdown() error {
 
 	s.health.Shutdown()
 	externalStopped := stopGracefully(s.grpc)
+	// GracefulStop, like Stop, waits for every connection still in its handshake (up to
+	// --handshake-timeout; grpc's Server.stop waits on serveWG before it drains or closes
+	// anything) before it tells the served ones to go away. Those connections carry no
+	// call: close them now.
+	s.lis.closeAll()
 	var errs []error
 	for _, svc := range slices.Backward(s.services) {
 		if err := svc.Shutdown(ctx); err != nil {
@@ -244,10 +259,15 @@ func (s *Server) shutdown() error {
 	}
 	// Every service has drained: the in-process calls between them may end now.
 	localStopped := stopGracefully(s.local)
-	externalCut := !waitOrStop(ctx, s.grpc, externalStopped)
-	localCut := !waitOrStop(ctx, s.local, localStopped)
-	if externalCut || localCut {
-		errs = append(errs, fmt.Errorf("open calls did not end within --shutdown-timeout %v; they were cut", s.cfg.ShutdownTimeout))
+	external := waitOrStop(ctx, s.grpc, s.census, externalStopped)
+	local := waitOrStop(ctx, s.local, s.localCensus, localStopped)
+	calls, conns := external.calls+local.calls, external.conns+local.conns
+	if calls > 0 {
+		errs = append(errs, fmt.Errorf("calls still open at --shutdown-timeout %v were cut: %d", s.cfg.ShutdownTimeout, calls))
+	} else if conns > 0 {
+		// A client that does not read never acknowledges grpc's GOAWAY ping, and grpc waits
+		// 5 s for it before it closes a connection; nothing was cut.
+		s.log.Info("closed idle connections at --shutdown-timeout; no call was open", "connections", conns)
 	}
 	s.localConn.Close()
 	if s.http != nil {
@@ -255,25 +275,37 @@ func (s *Server) shutdown() error {
 			errs = append(errs, fmt.Errorf("stop metrics server: %w", err))
 		}
 	}
+	attrs := []any{"calls_cut", calls, "connections_closed", conns, "handshakes_closed", s.lis.closedCount()}
 	err := errors.Join(errs...)
 	if err != nil {
-		s.log.Error("shutdown incomplete", "err", err)
+		s.log.Error("shutdown incomplete", append([]any{"err", err}, attrs...)...)
 	} else {
-		s.log.Info("shutdown complete")
+		s.log.Info("shutdown complete", attrs...)
 	}
 	return err
 }
 
-// waitOrStop waits for stopped, or for ctx to end and then stops srv at once; it reports
-// whether srv stopped gracefully.
-func waitOrStop(ctx context.Context, srv *grpc.Server, stopped <-chan struct{}) bool {
+// held is what a server still held open when it was stopped at --shutdown-timeout.
+type held struct{ calls, conns int64 }
+
+// waitOrStop waits for stopped, or for ctx to end and then stops srv at once; it returns
+// what srv held open when it was stopped (nothing when it stopped gracefully).
+func waitOrStop(ctx context.Context, srv *grpc.Server, c *census, stopped <-chan struct{}) held {
+	// Once ctx has ended, a select on both would pick at random: a server that stopped
+	// gracefully must not be reported as stopped.
 	select {
 	case <-stopped:
-		return true
+		return held{}
+	default:
+	}
+	select {
+	case <-stopped:
+		return held{}
 	case <-ctx.Done():
+		h := held{c.calls.Load(), c.conns.Load()}
 		srv.Stop()
 		<-stopped
-		return false
+		return h
 	}
 }
 
