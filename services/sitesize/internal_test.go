@@ -117,7 +117,7 @@ func FuzzPlan(f *testing.F) {
 // (the guard must see the address really dialed; net/http caches the environment, so this is
 // checked on the transport rather than by setting HTTP_PROXY), and takes bytes as they come.
 func TestTransport(t *testing.T) {
-	tr := newFetcher(defaults()).transport
+	tr := newFetcher(defaults(), nil).transport
 	if tr.Proxy != nil || !tr.DisableCompression || tr.DialContext == nil || tr.DialTLSContext != nil {
 		t.Fatalf("transport: proxy set %v, compression disabled %v, own dialer %v, TLS dialer set %v",
 			tr.Proxy != nil, tr.DisableCompression, tr.DialContext != nil, tr.DialTLSContext != nil)
