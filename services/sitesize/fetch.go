@@ -28,7 +28,7 @@ func newFetcher(c Config, r *net.Resolver) *fetcher {
 	return &fetcher{
 		transport: &http.Transport{
 			Proxy:       nil, // never a proxy from the environment: the guard must see the real address
-			DialContext: dialer.DialContext,
+			DialContext: asBrowser(dialer.DialContext),
 			// No Accept-Encoding and no transparent decompression: size is the bytes the server sent.
 			DisableCompression:     true,
 			ForceAttemptHTTP2:      true,
