@@ -22,12 +22,13 @@ type fetcher struct {
 	maxRedirects int
 }
 
-func newFetcher(c Config) *fetcher {
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: newGuard(c.Allow, c.AllowPorts).control}
+// newFetcher returns the fetcher for c; it looks names up with r (nil: net.DefaultResolver).
+func newFetcher(c Config, r *net.Resolver) *fetcher {
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: r, Control: newGuard(c.Allow, c.AllowPorts).control}
 	return &fetcher{
 		transport: &http.Transport{
 			Proxy:       nil, // never a proxy from the environment: the guard must see the real address
-			DialContext: dialer.DialContext,
+			DialContext: asBrowser(dialer.DialContext),
 			// No Accept-Encoding and no transparent decompression: size is the bytes the server sent.
 			DisableCompression:     true,
 			ForceAttemptHTTP2:      true,

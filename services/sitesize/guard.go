@@ -15,9 +15,10 @@ import (
 // into its own network, and a host name says nothing about where it leads (DNS may answer
 // 127.0.0.1, a redirect may point at 169.254.169.254), so the guard checks the address
 // actually dialed: it is net.Dialer's Control, which runs after DNS resolution and before
-// connecting, on every dial, the first and each redirect's. The deny lists, every special
-// purpose range IANA registers for IPv4 and all of IPv6 outside global unicast, come from
-// code.dny.dev/ssrf.
+// connecting, on every dial, the first and each redirect's. Before it, asBrowser reads the
+// host as a browser does, so that 127.1 or 0x7f000001 is checked as 127.0.0.1 with no DNS
+// lookup. The deny lists, every special purpose range IANA registers for IPv4 and all of IPv6
+// outside global unicast, come from code.dny.dev/ssrf.
 type guard struct {
 	ssrf  *ssrf.Guardian
 	ports Ports

@@ -53,8 +53,23 @@ type server struct {
 
 func start(t *testing.T, c sitesize.Config) *server {
 	t.Helper()
+	return startWith(t, c, nil)
+}
+
+// startWith is start with the fetcher's names looked up by r; nil starts the service as New
+// makes it.
+func startWith(t *testing.T, c sitesize.Config, r *net.Resolver) *server {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	svc, err := sitesize.New(c, jitter.New(testJitter), reg)
+	var (
+		svc *sitesize.Service
+		err error
+	)
+	if r == nil {
+		svc, err = sitesize.New(c, jitter.New(testJitter), reg)
+	} else {
+		svc, err = sitesize.NewWithResolver(c, r, jitter.New(testJitter), reg)
+	}
 	if err != nil {
 		t.Fatalf("sitesize.New: %v", err)
 	}

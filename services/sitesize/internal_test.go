@@ -1,7 +1,9 @@
 package sitesize
 
 import (
+	"context"
 	"flag"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -120,9 +122,40 @@ func FuzzPlan(f *testing.F) {
 // (the guard must see the address really dialed; net/http caches the environment, so this is
 // checked on the transport rather than by setting HTTP_PROXY), and takes bytes as they come.
 func TestTransport(t *testing.T) {
-	tr := newFetcher(defaults()).transport
+	tr := newFetcher(defaults(), nil).transport
 	if tr.Proxy != nil || !tr.DisableCompression || tr.DialContext == nil || tr.DialTLSContext != nil {
 		t.Fatalf("transport: proxy set %v, compression disabled %v, own dialer %v, TLS dialer set %v",
 			tr.Proxy != nil, tr.DisableCompression, tr.DialContext != nil, tr.DialTLSContext != nil)
+	}
+}
+
+// asBrowser dials what a browser would: an IPv4 spelling as its address, a name without one
+// trailing dot, anything else as it is; a host that ends in a number but is no address is
+// refused without a dial.
+func TestAsBrowser(t *testing.T) {
+	var dialed string
+	dial := asBrowser(func(_ context.Context, _, address string) (net.Conn, error) {
+		dialed = address
+		return nil, nil
+	})
+	for address, want := range map[string]string{
+		"127.1:80":           "127.0.0.1:80",
+		"0x7f000001:8080":    "127.0.0.1:8080",
+		"127.0.0.1.:443":     "127.0.0.1:443",
+		"localhost.:80":      "localhost:80",
+		"example.com..:80":   "example.com.:80",
+		".:80":               ".:80",
+		"example.com:80":     "example.com:80",
+		"[::1]:80":           "[::1]:80",
+		"[::ffff:7f00:1]:80": "[::ffff:7f00:1]:80",
+		"no port":            "no port",
+		"1.2.3.256:80":       "",
+		"foo.09:80":          "",
+	} {
+		dialed = ""
+		_, err := dial(t.Context(), "tcp", address)
+		if dialed != want || (err != nil) != (want == "") {
+			t.Errorf("dial %q: dialed %q, error %v; want %q", address, dialed, err, want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -41,6 +42,11 @@ type Service struct {
 // New returns the service configured by c, its collectors registered on reg; j amplifies
 // races between the pool and its fetches.
 func New(c Config, j jitter.Jitter, reg prometheus.Registerer) (*Service, error) {
+	return newService(c, nil, j, reg)
+}
+
+// newService is New with names looked up by r (nil: net.DefaultResolver).
+func newService(c Config, r *net.Resolver, j jitter.Jitter, reg prometheus.Registerer) (*Service, error) {
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("sitesize: %w", err)
 	}
@@ -48,7 +54,7 @@ func New(c Config, j jitter.Jitter, reg prometheus.Registerer) (*Service, error)
 	if err != nil {
 		return nil, fmt.Errorf("sitesize: register metrics: %w", err)
 	}
-	f := newFetcher(c)
+	f := newFetcher(c, r)
 	return &Service{cfg: c, fetcher: f, pool: newPool(c.Workers, f, j, m)}, nil
 }
 

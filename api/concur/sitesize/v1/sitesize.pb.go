@@ -110,9 +110,12 @@ func (FetchErrorCode) EnumDescriptor() ([]byte, []int) {
 // MeasureRequest is one batch of URLs and how to fetch them.
 type MeasureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The URLs to measure: absolute http or https URLs, at least one. The same URL twice is
-	// fetched once and reported at each of its indexes. The server limits the batch size and URL
-	// length (--sitesize-max-urls, --sitesize-max-url-bytes).
+	// The URLs to measure: absolute http or https URLs, at least one, read as browsers read
+	// them (the WHATWG URL Standard). A port is a number from 1 to 65535. A host that ends in a
+	// number is an IPv4 address (127.1, 0x7f000001 and 2130706433 are 127.0.0.1), or else the
+	// URL is invalid (1.2.3.256, 1.2.3.4.5). The same URL twice is fetched once and reported at
+	// each of its indexes. The server limits the batch size and URL length
+	// (--sitesize-max-urls, --sitesize-max-url-bytes).
 	Urls []string `protobuf:"bytes,1,rep,name=urls" json:"urls,omitempty"`
 	// How many fetches of this batch may run at once; 0 takes the server's default. The server
 	// caps it (--sitesize-max-concurrency) and shares one pool of workers among all batches.
