@@ -21,11 +21,6 @@ import (
 // Print accepts one job and answers with its sequence number once the owner has taken it:
 // a unary caller is not held for a flush (Join waits for that).
 func (p *Printer) Print(ctx context.Context, req *printerv1.PrintRequest) (*printerv1.PrintResponse, error) {
-	var l violation.List
-	p.checkJob(&l, "", req.GetLines())
-	if err := l.Err(); err != nil {
-		return nil, err
-	}
 	job := &printerv1.PrintJob{Lines: req.GetLines(), Source: req.GetSource(), SourceSequence: req.GetSourceSequence()}
 	a, err := p.submit(ctx, []*printerv1.PrintJob{job})
 	if err != nil {
@@ -51,10 +46,6 @@ func (p *Printer) PrintStream(stream printerv1.PrinterService_PrintStreamServer)
 		var end error // the stream ends once the receipts of what was accepted are sent
 		select {
 		case req := <-reqs:
-			if err := p.checkMessage(req); err != nil {
-				end = err
-				break
-			}
 			a, err := p.submit(ctx, req.GetJobs())
 			if err != nil {
 				end = err
@@ -68,9 +59,9 @@ func (p *Printer) PrintStream(stream printerv1.PrinterService_PrintStreamServer)
 			}
 			unwritten = unwritten[1:]
 			continue
-		case err := <-ended:
+		case err := <-ended: // the client's end, or a message refused before it reached here
 			if !errors.Is(err, io.EOF) {
-				return err
+				end = err
 			}
 		case <-p.stopping:
 			end = errShuttingDown
@@ -175,24 +166,28 @@ func (p *Printer) read(ctx context.Context, from uint64, first bool) (pg page, s
 	return pg, false, err
 }
 
-// checkMessage checks a PrintStream message against the limits of this printer: what it may
-// hold in one message and in its queue, and each job's.
-func (p *Printer) checkMessage(req *printerv1.PrintStreamRequest) error {
-	var l violation.List
-	jobs, bytes := req.GetJobs(), uint64(0)
-	for _, j := range jobs {
-		bytes += size(j.GetLines())
+// CheckLimits adds a violation for each limit of this printer that req breaks: what one
+// PrintStream message may hold, and what its queue can take at once, and each job's lines. The
+// server runs it with each request's Validate, before a handler sees the request.
+func (p *Printer) CheckLimits(req any, l *violation.List) {
+	switch r := req.(type) {
+	case *printerv1.PrintRequest:
+		p.checkJob(l, "", r.GetLines())
+	case *printerv1.PrintStreamRequest:
+		jobs, bytes := r.GetJobs(), uint64(0)
+		for _, j := range jobs {
+			bytes += size(j.GetLines())
+		}
+		switch c := p.limits; {
+		case len(jobs) > c.MaxJobs:
+			l.Addf("jobs", "holds %d jobs; this printer takes at most %d jobs per message (--printer-max-jobs): split the message", len(jobs), c.MaxJobs)
+		case len(jobs) > c.Queue || bytes > uint64(c.QueueBytes):
+			l.Addf("jobs", "holds %d jobs of %d bytes of lines; this printer's queue holds at most %d jobs and %d bytes (--printer-queue, --printer-queue-bytes): split the message", len(jobs), bytes, c.Queue, c.QueueBytes)
+		}
+		for i, j := range jobs {
+			p.checkJob(l, fmt.Sprintf("jobs[%d].", i), j.GetLines())
+		}
 	}
-	switch c := p.limits; {
-	case len(jobs) > c.MaxJobs:
-		l.Addf("jobs", "holds %d jobs; this printer takes at most %d jobs per message (--printer-max-jobs): split the message", len(jobs), c.MaxJobs)
-	case len(jobs) > c.Queue || bytes > uint64(c.QueueBytes):
-		l.Addf("jobs", "holds %d jobs of %d bytes of lines; this printer's queue holds at most %d jobs and %d bytes (--printer-queue, --printer-queue-bytes): split the message", len(jobs), bytes, c.Queue, c.QueueBytes)
-	}
-	for i, j := range jobs {
-		p.checkJob(&l, fmt.Sprintf("jobs[%d].", i), j.GetLines())
-	}
-	return l.Err()
 }
 
 // checkJob adds a violation for each limit the job's lines break.

@@ -564,6 +564,8 @@ func TestBadInput(t *testing.T) {
 		{"source without sequence", []string{"x"}, "s", 0, []string{"source_sequence"}},
 		{"sequence without source", []string{"x"}, "", 4, []string{"source"}},
 		{"unprintable source", []string{"x"}, "s\t", 1, []string{"source"}},
+		{"every violation, in field order, whoever found it", []string{"12345678901", "\x00", "3", "4"}, "s\t", 1,
+			[]string{"lines", "lines[0]", "lines[1]", "source"}},
 	} {
 		_, err := r.client.Print(context.Background(), &printerv1.PrintRequest{Lines: tt.lines, Source: tt.source, SourceSequence: tt.seq})
 		if codeOf(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
@@ -579,6 +581,8 @@ func TestBadInput(t *testing.T) {
 		{"bad line in second job", [][]string{{"ok"}, {"ok", "bad\n"}}, []string{"jobs[1].lines[1]"}},
 		{"long line in second job", [][]string{{"ok"}, {"12345678901"}}, []string{"jobs[1].lines[0]"}},
 		{"too many lines in first job", [][]string{{"1", "2", "3", "4"}}, []string{"jobs[0].lines"}},
+		{"every violation, in field order", [][]string{{"12345678901", "\x00"}, {"1", "2", "3", "bad\n"}},
+			[]string{"jobs[0].lines[0]", "jobs[0].lines[1]", "jobs[1].lines", "jobs[1].lines[3]"}},
 	} {
 		stream, err := r.client.PrintStream(context.Background())
 		if err != nil {
@@ -599,7 +603,8 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// A bad message on a PrintStream ends it; the messages before it stay accepted.
+// A bad message on a PrintStream ends it; the messages before it stay accepted, and their
+// receipts come before the error, even when the bad one was sent before they were written.
 func TestPrintStreamBadMessageKeepsEarlierOnes(t *testing.T) {
 	noLeaks(t)
 	var out output
@@ -609,10 +614,10 @@ func TestPrintStreamBadMessageKeepsEarlierOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stream.Send(&printerv1.PrintStreamRequest{Jobs: []*printerv1.PrintJob{{Lines: []string{"first"}}}})
-	if _, err := stream.Recv(); err != nil {
-		t.Fatal(err)
-	}
 	stream.Send(&printerv1.PrintStreamRequest{Jobs: []*printerv1.PrintJob{{Lines: []string{"second"}}, {Lines: []string{"bad\r"}}}})
+	if resp, err := stream.Recv(); err != nil || len(resp.GetReceipts()) != 1 || resp.GetReceipts()[0].GetSequence() != 1 {
+		t.Fatalf("the good message's receipts: %v, %v", resp, err)
+	}
 	if _, err := stream.Recv(); !slices.Equal(violation.Fields(err), []string{"jobs[1].lines[0]"}) {
 		t.Fatalf("bad message: %v", err)
 	}
