@@ -27,6 +27,7 @@ import (
 // row, restarted on the same files each time. After every restart, counter Join answers
 // printed only when the printer's file already holds every count it covers; at the end,
 // every acknowledged increment is counted once and every count is in the file once, in order.
+// The jitter spreads the kills over the owners' steps.
 func TestSIGKILLLosesNoCount(t *testing.T) {
 	for _, kill := range []string{"printer", "counter", "one concurd"} {
 		t.Run(strings.ReplaceAll(kill, " ", "-"), func(t *testing.T) {
@@ -54,15 +55,18 @@ func TestSIGKILLLosesNoCount(t *testing.T) {
 			victim := restart()
 			// Reconnect soon after a restart, as the counter does to its printer.
 			c := counterv1.NewCounterServiceClient(e2e.Dial(t, counterAddr, counter.PrinterDialOptions()...))
-			load := startLoad(c, 20)
+			var acked int64
 			for round := range 10 {
+				// A round of load with a kill at a random moment in it; the clients finish
+				// once the process is back, so the outbox Join waits for stays bounded.
+				load := startLoad(c, 20, fmt.Sprintf("round%d", round))
 				time.Sleep(time.Duration(50+rand.IntN(350)) * time.Millisecond)
 				victim.Signal(t, syscall.SIGKILL)
 				victim.Wait(t.Context(), t) // its locks on the files go with it
 				victim = restart()
+				acked += load.stop(t)
 				checkJoin(t, c, file, fmt.Sprintf("after kill %d", round+1))
 			}
-			acked := load.stop(t)
 			j := checkJoin(t, c, file, "at the end")
 			if j.GetSequence() != uint64(acked) {
 				t.Fatalf("Join covers %d increments; %d were acknowledged, each exactly once", j.GetSequence(), acked)
@@ -80,19 +84,19 @@ func TestSIGKILLLosesNoCount(t *testing.T) {
 }
 
 // load is clients incrementing the default counter, each retrying its current request_id
-// until it is answered.
+// until it is answered. Its request_ids begin with its name.
 type load struct {
 	stopping atomic.Bool
 	acked    atomic.Int64
 	wg       sync.WaitGroup
 }
 
-func startLoad(c counterv1.CounterServiceClient, clients int) *load {
+func startLoad(c counterv1.CounterServiceClient, clients int, name string) *load {
 	l := &load{}
 	for cl := range clients {
 		l.wg.Go(func() {
 			for i := 0; !l.stopping.Load(); i++ {
-				req := &counterv1.IncrementRequest{RequestId: fmt.Sprintf("client%d-%d", cl, i)}
+				req := &counterv1.IncrementRequest{RequestId: fmt.Sprintf("%s-client%d-%d", name, cl, i)}
 				// The outcome of a failed call is unknown: the same request_id is sent again
 				// until it is answered, so it counts once either way.
 				for {
