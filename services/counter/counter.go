@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -46,6 +47,7 @@ type Config struct {
 	OutboxMax    int           // most print jobs waiting for the printer
 	RequestIDTTL time.Duration // how long a request id is remembered
 	RequestIDMax int           // most request ids remembered
+	MaxNames     int           // most counters
 }
 
 // RegisterFlags defines the counter's flags on fs, with their defaults.
@@ -54,6 +56,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.OutboxMax, "counter-outbox-max", 100_000, "most print jobs waiting for the printer; past it Increment answers UNAVAILABLE rather than lose one")
 	fs.DurationVar(&c.RequestIDTTL, "counter-request-id-ttl", 24*time.Hour, "how long a request_id is remembered, so that a retry applies nothing")
 	fs.IntVar(&c.RequestIDMax, "counter-request-id-max", 100_000, "most request_ids remembered; the oldest are forgotten first")
+	fs.IntVar(&c.MaxNames, "counter-max-names", 100_000, "most counters; past it an increment that would create one answers RESOURCE_EXHAUSTED, while existing counters keep counting")
 }
 
 // DefaultDB is counter.db in concur's folder under the user's state directory
@@ -80,6 +83,8 @@ func (c Config) check() error {
 		return fmt.Errorf("--counter-request-id-ttl %v: must be positive", c.RequestIDTTL)
 	case c.RequestIDMax < 1:
 		return fmt.Errorf("--counter-request-id-max %d: must be at least 1", c.RequestIDMax)
+	case c.MaxNames < 1:
+		return fmt.Errorf("--counter-max-names %d: must be at least 1", c.MaxNames)
 	}
 	return nil
 }
@@ -146,6 +151,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if loaded.waiting > 0 {
 		log.Warn("print jobs wait in the outbox but no printer is configured: run the counter with --printer-addr (or beside the printer) to print them",
 			"jobs", loaded.waiting)
+	}
+	if n := len(loaded.counters); n > cfg.MaxNames {
+		log.Warn("the database holds more counters than --counter-max-names: they keep counting, but an increment that would create another is refused",
+			"counters", n, "max_names", cfg.MaxNames)
 	}
 	return s, nil
 }
@@ -335,6 +344,17 @@ func withMessage(err error, more string) error {
 	p := status.Convert(err).Proto()
 	p.Message += more
 	return status.FromProto(p).Err()
+}
+
+// failure is a status error with a google.rpc.ErrorInfo detail, so that a program can read
+// the reason and the numbers without parsing the message.
+func failure(code codes.Code, reason string, meta map[string]string, format string, args ...any) error {
+	st := status.Newf(code, format, args...)
+	detailed, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: counterv1.CounterService_ServiceDesc.ServiceName, Metadata: meta})
+	if err != nil {
+		return st.Err() // unreachable: ErrorInfo always marshals
+	}
+	return detailed.Err()
 }
 
 func fieldError(field, description string) error {

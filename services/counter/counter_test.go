@@ -1,8 +1,11 @@
 package counter_test
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -335,6 +338,123 @@ func TestDurableAcrossRestart(t *testing.T) {
 	}
 }
 
+// What one client can make the counter hold is bounded: past --counter-max-names an increment
+// that would create a counter is refused whole, with nothing applied, while the existing
+// counters keep counting; Get and Watch create none, and the bound holds across restarts.
+func TestMaxNames(t *testing.T) {
+	noLeaks(t)
+	cfg := config(t)
+	cfg.MaxNames = 3
+	s := startCounter(t, cfg, counter.Deps{})
+	ctx := t.Context()
+	incr := func(name, id string) (*counterv1.IncrementResponse, error) {
+		return s.client.Increment(ctx, &counterv1.IncrementRequest{Name: name, RequestId: id})
+	}
+	refused := func(err error, says ...string) {
+		t.Helper()
+		wantCode(t, err, codes.ResourceExhausted)
+		if reason, meta := errorInfo(err); reason != "TOO_MANY_COUNTERS" || meta["max_names"] != strconv.Itoa(cfg.MaxNames) {
+			t.Fatalf("ErrorInfo %s %v, want TOO_MANY_COUNTERS with max_names %d: %v", reason, meta, cfg.MaxNames, err)
+		}
+		msg := status.Convert(err).Message()
+		for _, want := range append(says, "--counter-max-names", "existing counters still take increments") {
+			if !strings.Contains(msg, want) {
+				t.Fatalf("message %q does not say %q", msg, want)
+			}
+		}
+	}
+	values := func(want map[string]int64) {
+		t.Helper()
+		for name, v := range want {
+			if g, err := s.client.Get(ctx, &counterv1.GetRequest{Name: name}); err != nil || g.GetValue() != v {
+				t.Fatalf("Get(%s) = %v, %v; want %d", name, g, err, v)
+			}
+		}
+	}
+
+	for _, name := range []string{"a", "b"} {
+		if _, err := incr(name, "first-"+name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Reading or watching a name that does not exist takes none of the slots.
+	values(map[string]int64{"ghost": 0})
+	wctx, unwatch := context.WithCancel(ctx)
+	defer unwatch()
+	w, err := s.client.Watch(wctx, &counterv1.WatchRequest{Name: "phantom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := w.Recv(); err != nil || v.GetValue() != 0 {
+		t.Fatalf("watch of a new name = %v, %v; want 0", v, err)
+	}
+	// One slot is left: a stream message creating two counters is refused whole, the messages
+	// before it stay applied, and a message creating one fits.
+	_, err = sendStream(ctx, s.client,
+		[]*counterv1.CounterIncrement{inc("a")},
+		[]*counterv1.CounterIncrement{inc("c"), inc("a"), inc("d"), inc("c")})
+	refused(err, "2 counters exist", "allows 3", "message 2 of this stream would create 2 more", "the 1 increments before it were")
+	values(map[string]int64{"a": 2, "b": 1, "c": 0, "d": 0})
+	if sum, err := sendStream(ctx, s.client, []*counterv1.CounterIncrement{inc("c"), inc("a"), inc("c")}); err != nil || sum.GetApplied() != 3 {
+		t.Fatalf("a message creating the third counter = %v, %v; want 3 applied", sum, err)
+	}
+
+	// At the limit: new names are refused, the watched one too; existing counters, a retry
+	// and a stream of existing names still work.
+	_, err = incr("phantom", "")
+	refused(err, "3 counters exist", `counter "phantom" was not created and nothing was applied`)
+	_, err = incr("d", "first-d")
+	refused(err, `counter "d"`)
+	_, err = sendStream(ctx, s.client, []*counterv1.CounterIncrement{inc("a"), inc("d")})
+	refused(err, "message 1 of this stream would create 1 more")
+	if r, err := incr("a", "first-a"); err != nil || !r.GetReplayed() || r.GetValue() != 1 {
+		t.Fatalf("retry of the first increment of a = %v, %v; want 1 replayed", r, err)
+	}
+	if r, err := incr("b", ""); err != nil || r.GetValue() != 2 {
+		t.Fatalf("Increment(b) at the limit = %v, %v; want 2", r, err)
+	}
+	if sum, err := sendStream(ctx, s.client, []*counterv1.CounterIncrement{inc("a"), inc("b")}); err != nil || sum.GetApplied() != 2 {
+		t.Fatalf("a stream of existing counters at the limit = %v, %v", sum, err)
+	}
+	values(map[string]int64{"a": 4, "b": 3, "c": 2, "d": 0, "phantom": 0})
+	// Nothing refused was applied: a, b, a, c, a, c, b, a, b.
+	if j, err := s.client.Join(ctx, &counterv1.JoinRequest{}); err != nil || j.GetSequence() != 9 {
+		t.Fatalf("Join = %v, %v; want sequence 9", j, err)
+	}
+	unwatch()
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The counters on disk count toward the limit after a restart.
+	s = startCounter(t, cfg, counter.Deps{})
+	_, err = incr("d", "")
+	refused(err, "3 counters exist")
+	if r, err := incr("c", ""); err != nil || r.GetValue() != 3 {
+		t.Fatalf("Increment(c) after a restart = %v, %v; want 3", r, err)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A database holding more counters than a lowered limit: the counter starts, warns, and
+	// refuses only new names.
+	cfg.MaxNames = 2
+	var logs bytes.Buffer
+	s = startCounter(t, cfg, counter.Deps{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "counters=3 max_names=2") {
+		t.Fatalf("start with 3 counters and --counter-max-names=2 logged %q, want a warning", l)
+	}
+	_, err = incr("d", "")
+	refused(err, "3 counters exist and --counter-max-names allows 2")
+	for name, want := range map[string]int64{"a": 5, "b": 4, "c": 4} {
+		if r, err := incr(name, ""); err != nil || r.GetValue() != want {
+			t.Fatalf("Increment(%s) over a lowered limit = %v, %v; want %d", name, r, err, want)
+		}
+	}
+	values(map[string]int64{"d": 0})
+}
+
 func TestDatabaseInUse(t *testing.T) {
 	noLeaks(t)
 	cfg := config(t)
@@ -633,6 +753,7 @@ func TestConfigErrors(t *testing.T) {
 		func(c *counter.Config) { c.OutboxMax = 0 },
 		func(c *counter.Config) { c.RequestIDTTL = 0 },
 		func(c *counter.Config) { c.RequestIDMax = 0 },
+		func(c *counter.Config) { c.MaxNames = 0 },
 	} {
 		cfg := config(t)
 		mutate(&cfg)
@@ -640,8 +761,19 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("counter.New(%+v) = nil error", cfg)
 		}
 	}
-	if _, err := counter.New(counter.Config{DB: t.TempDir(), OutboxMax: 1, RequestIDTTL: 1, RequestIDMax: 1}, counter.Deps{}); err == nil {
+	if _, err := counter.New(counter.Config{DB: t.TempDir(), OutboxMax: 1, RequestIDTTL: 1, RequestIDMax: 1, MaxNames: 1}, counter.Deps{}); err == nil {
 		t.Error("counter.New with a folder as --counter-db: no error")
+	}
+	// The flag reaches the check, which names it.
+	var cfg counter.Config
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	cfg.DB = counter.Memory
+	if err := fs.Parse([]string{"--counter-max-names=0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := counter.New(cfg, counter.Deps{}); err == nil || !strings.Contains(err.Error(), "--counter-max-names 0: must be at least 1") {
+		t.Errorf("counter.New with --counter-max-names=0: %v", err)
 	}
 }
 

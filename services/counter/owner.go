@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -43,6 +44,7 @@ type owner struct {
 	seq        uint64 // the last sequence number handed out
 	durable    uint64 // the last sequence number on disk
 	counters   map[string]*counterState
+	names      int        // counters incremented at least once; a name only watched is not one
 	outbox     []printJob // committed or in this batch, not yet acknowledged by the printer
 	requests   map[string]*requestRecord
 	requestLog []*requestRecord      // the same records, oldest first, for pruning
@@ -215,6 +217,7 @@ func newOwner(cfg Config, st store, s *state, forwarding bool, j jitter.Jitter, 
 		seq:        s.seq,
 		durable:    s.seq,
 		counters:   s.counters,
+		names:      len(s.counters),
 		outbox:     s.outbox,
 		requests:   make(map[string]*requestRecord, len(s.requests)),
 		open:       map[*streamState]bool{},
@@ -371,6 +374,13 @@ func (o *owner) failStream(s *streamState, err error) {
 	}
 }
 
+// exists reports whether the named counter was ever incremented: a name only watched, or
+// only in a message being checked, is not a counter yet.
+func (o *owner) exists(name string) bool {
+	c := o.counters[name]
+	return c != nil && c.seq != 0
+}
+
 // counter returns the named counter, making it (at 0) if it does not exist.
 func (o *owner) counter(name string) *counterState {
 	c := o.counters[name]
@@ -384,6 +394,9 @@ func (o *owner) counter(name string) *counterState {
 // set gives c its new value and the next sequence number and, with a printer, queues the
 // talk's print job in the same step (RR 1001), so that print jobs leave in count order.
 func (o *owner) set(c *counterState, value int64) {
+	if c.seq == 0 {
+		o.names++
+	}
 	o.seq++
 	c.value, c.seq = value, o.seq
 	if !c.dirty {
@@ -416,6 +429,9 @@ func (o *owner) increment(m *incrementMsg) {
 	case o.forwarding && len(o.outbox) >= o.cfg.OutboxMax:
 		m.err = o.outboxFull(1)
 		return
+	case !o.exists(m.name) && o.names >= o.cfg.MaxNames:
+		m.err = o.tooManyCounters("counter %q was not created and nothing was applied", m.name)
+		return
 	}
 	c := o.counter(m.name)
 	v, ok := add(c.value, m.delta)
@@ -434,7 +450,8 @@ func (o *owner) increment(m *incrementMsg) {
 }
 
 // streamBatch applies one IncrementStream message whole or not at all: it checks every
-// increment for overflow first, counting increments to the same counter together.
+// increment for overflow first, counting increments to the same counter together, and the
+// counters it would create against --counter-max-names.
 func (o *owner) streamBatch(m *streamBatchMsg) {
 	s := m.stream
 	if s.err != nil {
@@ -452,6 +469,7 @@ func (o *owner) streamBatch(m *streamBatchMsg) {
 	}
 	o.stamp++
 	cs := o.scratch[:0]
+	fresh := 0 // counters the message would create
 	for i, inc := range m.incs {
 		name := counterv1.NameOrDefault(inc.GetName())
 		c, existed := o.counters[name]
@@ -461,23 +479,26 @@ func (o *owner) streamBatch(m *streamBatchMsg) {
 		}
 		if c.stamp != o.stamp {
 			c.stamp, c.pending = o.stamp, c.value
+			if c.seq == 0 {
+				fresh++
+			}
 		}
 		v, ok := add(c.pending, delta(inc.Delta))
 		if !ok {
 			o.failStream(s, status.Errorf(codes.OutOfRange,
 				"increments[%d] of message %d: adding %d to counter %q (%d) would overflow a signed 64-bit integer; the message was not applied, the %d increments before it were",
 				i, s.messages, delta(inc.Delta), name, c.pending, s.applied))
-			for _, c := range append(cs, c) {
-				if c.seq == 0 && len(c.watchers) == 0 {
-					delete(o.counters, c.name) // made by this message only
-				}
-			}
-			clear(cs)
-			o.scratch = cs[:0]
+			o.discard(append(cs, c))
 			return
 		}
 		c.pending = v
 		cs = append(cs, c)
+	}
+	if fresh > 0 && o.names+fresh > o.cfg.MaxNames {
+		o.failStream(s, o.tooManyCounters("message %d of this stream would create %d more, so it was not applied (the %d increments before it were)",
+			s.messages, fresh, s.applied))
+		o.discard(cs)
+		return
 	}
 	if s.id == 0 {
 		o.streams++
@@ -495,6 +516,17 @@ func (o *owner) streamBatch(m *streamBatchMsg) {
 		}
 	}
 	s.applied += uint64(len(cs))
+	clear(cs)
+	o.scratch = cs[:0]
+}
+
+// discard forgets the counters in cs that a refused message made, and empties the scratch.
+func (o *owner) discard(cs []*counterState) {
+	for _, c := range cs {
+		if c.seq == 0 && len(c.watchers) == 0 {
+			delete(o.counters, c.name) // made by this message only
+		}
+	}
 	clear(cs)
 	o.scratch = cs[:0]
 }
@@ -705,6 +737,14 @@ func (w *watcher) push(v watchValue) {
 func (o *owner) outboxFull(n int) error {
 	return status.Errorf(codes.Unavailable, "the outbox holds %d print jobs the printer has not taken, and %d more would pass --counter-outbox-max %d; nothing was applied: retry once the printer is back",
 		len(o.outbox), n, o.cfg.OutboxMax)
+}
+
+// tooManyCounters refuses an increment that would create a counter past --counter-max-names;
+// what, formatted with args, says which increment and what became of it.
+func (o *owner) tooManyCounters(what string, args ...any) error {
+	return failure(codes.ResourceExhausted, "TOO_MANY_COUNTERS", map[string]string{"max_names": strconv.Itoa(o.cfg.MaxNames)},
+		"%d counters exist and --counter-max-names allows %d: %s; existing counters still take increments, and the server's operator can raise the limit",
+		o.names, o.cfg.MaxNames, fmt.Sprintf(what, args...))
 }
 
 func requestIDReused(r *requestRecord) error {

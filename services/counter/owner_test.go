@@ -24,7 +24,7 @@ func startOwner(t testing.TB, st store, forwarding bool) *owner {
 		t.Fatal(err)
 	}
 	m, _ := newMetrics(nil)
-	cfg := Config{DB: Memory, OutboxMax: 1 << 30, RequestIDTTL: time.Hour, RequestIDMax: 1000}
+	cfg := Config{DB: Memory, OutboxMax: 1 << 30, RequestIDTTL: time.Hour, RequestIDMax: 1000, MaxNames: 1 << 30}
 	o := newOwner(cfg, st, loaded, forwarding, jitter.Jitter{}, slog.New(slog.DiscardHandler), m)
 	go o.run()
 	t.Cleanup(func() {
