@@ -47,12 +47,15 @@ type CounterServiceClient interface {
 	// A result past the int64 range answers OUT_OF_RANGE and leaves the counter unchanged.
 	// With a request_id, a retry of an applied request returns the first answer and applies
 	// nothing. When the outbox of print jobs waiting for the printer is full, Increment answers
-	// UNAVAILABLE rather than lose a print job.
+	// UNAVAILABLE rather than lose a print job. A name that would create a counter beyond the
+	// server's --counter-max-names answers RESOURCE_EXHAUSTED (reason TOO_MANY_COUNTERS) and
+	// applies nothing; existing counters still take increments.
 	Increment(ctx context.Context, in *IncrementRequest, opts ...grpc.CallOption) (*IncrementResponse, error)
 	// IncrementStream is the few-trips way to send many increments: each request message carries
 	// a batch, the owner applies the stream in batches, and one summary comes back when the
 	// client closes its side. Each request message is applied whole or not at all: a message
-	// with an increment that would overflow ends the stream with OUT_OF_RANGE, and the messages
+	// with an increment that would overflow ends the stream with OUT_OF_RANGE, one that would
+	// create counters beyond --counter-max-names with RESOURCE_EXHAUSTED, and the messages
 	// before it stay applied.
 	IncrementStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[IncrementStreamRequest, IncrementStreamResponse], error)
 	// Get reads a counter's current value.
@@ -153,12 +156,15 @@ type CounterServiceServer interface {
 	// A result past the int64 range answers OUT_OF_RANGE and leaves the counter unchanged.
 	// With a request_id, a retry of an applied request returns the first answer and applies
 	// nothing. When the outbox of print jobs waiting for the printer is full, Increment answers
-	// UNAVAILABLE rather than lose a print job.
+	// UNAVAILABLE rather than lose a print job. A name that would create a counter beyond the
+	// server's --counter-max-names answers RESOURCE_EXHAUSTED (reason TOO_MANY_COUNTERS) and
+	// applies nothing; existing counters still take increments.
 	Increment(context.Context, *IncrementRequest) (*IncrementResponse, error)
 	// IncrementStream is the few-trips way to send many increments: each request message carries
 	// a batch, the owner applies the stream in batches, and one summary comes back when the
 	// client closes its side. Each request message is applied whole or not at all: a message
-	// with an increment that would overflow ends the stream with OUT_OF_RANGE, and the messages
+	// with an increment that would overflow ends the stream with OUT_OF_RANGE, one that would
+	// create counters beyond --counter-max-names with RESOURCE_EXHAUSTED, and the messages
 	// before it stay applied.
 	IncrementStream(grpc.ClientStreamingServer[IncrementStreamRequest, IncrementStreamResponse]) error
 	// Get reads a counter's current value.
