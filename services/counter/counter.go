@@ -27,12 +27,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
+	"github.com/concur-dev/concur/api/errinfo"
 	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
@@ -346,15 +346,9 @@ func withMessage(err error, more string) error {
 	return status.FromProto(p).Err()
 }
 
-// failure is a status error with a google.rpc.ErrorInfo detail, so that a program can read
-// the reason and the numbers without parsing the message.
+// failure is a status error with a google.rpc.ErrorInfo detail of this service.
 func failure(code codes.Code, reason string, meta map[string]string, format string, args ...any) error {
-	st := status.Newf(code, format, args...)
-	detailed, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: counterv1.CounterService_ServiceDesc.ServiceName, Metadata: meta})
-	if err != nil {
-		return st.Err() // unreachable: ErrorInfo always marshals
-	}
-	return detailed.Err()
+	return errinfo.New(counterv1.CounterService_ServiceDesc.ServiceName, code, reason, meta, format, args...)
 }
 
 func fieldError(field, description string) error {

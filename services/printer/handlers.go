@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
+	"github.com/concur-dev/concur/api/errinfo"
 	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/serve"
 )
@@ -263,15 +263,9 @@ func tooManySources(max int) error {
 		"the printer already remembers %d sources (--printer-max-sources), the most it may: the message was not accepted; send jobs without a source, or from a source it knows", max)
 }
 
-// failure is a status error with a google.rpc.ErrorInfo detail, so that a program can read
-// the reason and the numbers without parsing the message.
+// failure is a status error with a google.rpc.ErrorInfo detail of this service.
 func failure(code codes.Code, reason string, meta map[string]string, format string, args ...any) error {
-	st := status.Newf(code, format, args...)
-	detailed, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: printerv1.PrinterService_ServiceDesc.ServiceName, Metadata: meta})
-	if err != nil {
-		return st.Err() // unreachable: ErrorInfo always marshals
-	}
-	return detailed.Err()
+	return errinfo.New(printerv1.PrinterService_ServiceDesc.ServiceName, code, reason, meta, format, args...)
 }
 
 // contextError is the status for a call whose context ended: CANCELLED or DEADLINE_EXCEEDED.
