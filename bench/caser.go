@@ -120,7 +120,7 @@ func roundTrips(ctx context.Context, e *env, client caserv1.CaserServiceClient, 
 		free <- stream
 	}
 	line := &caserv1.SessionRequest{Line: "they're bill's friends from the UK"}
-	r := closedLoop(ctx, n, e.duration, func(context.Context) error {
+	r, err := closedLoop(ctx, n, e.duration, func(context.Context) error {
 		stream := <-free
 		defer func() { free <- stream }()
 		if err := stream.Send(line); err != nil {
@@ -132,8 +132,8 @@ func roundTrips(ctx context.Context, e *env, client caserv1.CaserServiceClient, 
 		}
 		return err
 	})
-	if r.errors > 0 {
-		return r, fmt.Errorf("%d of %d round trips failed", r.errors, r.errors+r.ops)
+	if err != nil {
+		return r, fmt.Errorf("load of round trips, %d sessions: %w", n, err)
 	}
 	return r, nil
 }

@@ -69,11 +69,11 @@ func (e *env) ceiling(ctx context.Context, callers int) (loadResult, error) {
 	if err != nil {
 		return loadResult{}, err
 	}
-	r := closedLoop(ctx, callers, e.duration, func(ctx context.Context) error {
+	r, err := closedLoop(ctx, callers, e.duration, func(ctx context.Context) error {
 		return conn.Invoke(ctx, noopMethod, &emptypb.Empty{}, &emptypb.Empty{})
 	})
-	if r.errors > 0 {
-		return r, fmt.Errorf("no-op ceiling: %d errors", r.errors)
+	if err != nil {
+		return r, fmt.Errorf("load of the no-op ceiling, %d callers: %w", callers, err)
 	}
 	if e.ceilings == nil {
 		e.ceilings = map[int]loadResult{}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -10,7 +11,6 @@ import (
 // loadResult is what a closed-loop load measured.
 type loadResult struct {
 	ops      int64
-	errors   int64
 	elapsed  time.Duration
 	p50, p99 time.Duration
 }
@@ -18,17 +18,26 @@ type loadResult struct {
 // perSecond is the rate of successful operations.
 func (r loadResult) perSecond() float64 { return float64(r.ops) / r.elapsed.Seconds() }
 
+// overrun is how long a call may outlast the measuring window before it is cut, and fails:
+// longer, it is stuck, not merely late.
+const overrun = 10 * time.Second
+
 // closedLoop runs callers goroutines that each call op back to back for a warm-up of a fifth
-// of d and then for d, and measures the second part: operations, errors and latency
-// percentiles. It is the lean load generator: no per-call allocation beyond a latency entry.
-func closedLoop(ctx context.Context, callers int, d time.Duration, op func(ctx context.Context) error) loadResult {
+// of d and then for d, and measures the second part: operations and latency percentiles. It
+// is the lean load generator: no per-call allocation beyond a latency entry.
+//
+// The window's end does not cut a call: op's context ends overrun after it, so a call in
+// flight at the end finishes, and any error op returns is a real one. A load with errors
+// returns one, which says how many calls failed and how the first failed.
+func closedLoop(ctx context.Context, callers int, d time.Duration, op func(ctx context.Context) error) (loadResult, error) {
 	warm := time.Now().Add(d / 5)
 	end := warm.Add(d)
-	ctx, cancel := context.WithDeadline(ctx, end)
+	ctx, cancel := context.WithDeadline(ctx, end.Add(overrun))
 	defer cancel()
 	type caller struct {
 		lat    []time.Duration
 		errors int64
+		first  error
 	}
 	results := make([]caller, callers)
 	var wg sync.WaitGroup
@@ -42,29 +51,34 @@ func closedLoop(ctx context.Context, callers int, d time.Duration, op func(ctx c
 					return
 				}
 				err := op(ctx)
-				if start.Before(warm) {
-					continue
-				}
 				if err != nil {
-					if ctx.Err() == nil {
-						c.errors++
+					if c.errors++; c.first == nil {
+						c.first = err
 					}
 					continue
 				}
-				c.lat = append(c.lat, time.Since(start))
+				if start.After(warm) {
+					c.lat = append(c.lat, time.Since(start))
+				}
 			}
 		})
 	}
 	wg.Wait()
 	var all []time.Duration
-	var r loadResult
+	var errors int64
+	var first error
 	for _, c := range results {
 		all = append(all, c.lat...)
-		r.errors += c.errors
+		errors += c.errors
+		if first == nil {
+			first = c.first
+		}
 	}
-	r.ops, r.elapsed = int64(len(all)), d
-	r.p50, r.p99 = percentile(all, 0.50), percentile(all, 0.99)
-	return r
+	r := loadResult{ops: int64(len(all)), elapsed: d, p50: percentile(all, 0.50), p99: percentile(all, 0.99)}
+	if errors > 0 {
+		return r, fmt.Errorf("%d calls failed, the first: %w", errors, first)
+	}
+	return r, nil
 }
 
 // percentile returns the p-th percentile of durations (sorting them).

@@ -125,13 +125,12 @@ func printerUnary(ctx context.Context, e *env) ([]figure, error) {
 		return nil, err
 	}
 	var n atomic.Int64
-	r := closedLoop(ctx, 50, e.duration, func(ctx context.Context) error {
-		// Without the window's deadline: a call cut by the end of the window is no error.
-		_, err := client.Print(context.WithoutCancel(ctx), &printerv1.PrintRequest{Lines: countJob(n.Add(1))})
+	r, err := closedLoop(ctx, 50, e.duration, func(ctx context.Context) error {
+		_, err := client.Print(ctx, &printerv1.PrintRequest{Lines: countJob(n.Add(1))})
 		return err
 	})
-	if r.errors > 0 {
-		return nil, fmt.Errorf("%d Prints failed", r.errors)
+	if err != nil {
+		return nil, fmt.Errorf("load of Print: %w", err)
 	}
 	ratio := r.perSecond() / ceiling.perSecond()
 	return []figure{
@@ -149,12 +148,12 @@ func printerJoin(ctx context.Context, e *env) ([]figure, error) {
 	if _, err := client.Print(ctx, &printerv1.PrintRequest{Lines: countJob(1)}); err != nil {
 		return nil, err
 	}
-	r := closedLoop(ctx, 1, e.duration, func(ctx context.Context) error {
-		_, err := client.Join(context.WithoutCancel(ctx), &printerv1.JoinRequest{})
+	r, err := closedLoop(ctx, 1, e.duration, func(ctx context.Context) error {
+		_, err := client.Join(ctx, &printerv1.JoinRequest{})
 		return err
 	})
-	if r.errors > 0 {
-		return nil, fmt.Errorf("%d Joins failed", r.errors)
+	if err != nil {
+		return nil, fmt.Errorf("load of Join: %w", err)
 	}
 	return []figure{
 		{name: "Join on an empty queue p50 / p99", value: latency(r), target: "p50 < 1ms", met: new(r.p50 < time.Millisecond)},
