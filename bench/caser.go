@@ -39,7 +39,7 @@ func init() {
 		os.Exit(0)
 	}
 
-	register("caser round trips", func(ctx context.Context, e *env) ([]figure, error) {
+	register("caser round trips", "lines answered on 1 and on 1,000 sessions, against the no-op unary ceiling at as many callers", func(ctx context.Context, e *env) ([]figure, error) {
 		_, conn, err := e.server(newCaser(0))
 		if err != nil {
 			return nil, err
@@ -67,7 +67,7 @@ func init() {
 		return figs, nil
 	})
 
-	register("caser idle sessions", func(ctx context.Context, e *env) ([]figure, error) {
+	register("caser idle sessions", "what 10,000 idle sessions cost the server: heap, goroutine stacks, goroutines", func(ctx context.Context, e *env) ([]figure, error) {
 		const sessions = 10000
 		srv, _, err := e.server(newCaser(caserDefaults().Announce))
 		if err != nil {

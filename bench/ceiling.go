@@ -3,7 +3,7 @@ package main
 import "context"
 
 func init() {
-	register("ceiling", func(ctx context.Context, e *env) ([]figure, error) {
+	register("ceiling", "the no-op unary RPC at 50 callers: the yardstick of the unary figures, shown on its own", func(ctx context.Context, e *env) ([]figure, error) {
 		r, err := e.ceiling(ctx, 50)
 		if err != nil {
 			return nil, err

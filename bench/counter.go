@@ -22,9 +22,9 @@ import (
 // nothing either; with a printer, every increment is a print job and the pace is the
 // printer's. counter-forward measures that pace, end to end, without a target.
 func init() {
-	register("counter-unary", counterUnary)
-	register("counter-stream", counterStream)
-	register("counter-forward", counterForward)
+	register("counter-unary", "unary Increment at 50 callers, durable and in memory, against the no-op unary ceiling", counterUnary)
+	register("counter-stream", "durable IncrementStream in batches against Redis INCR pipelined (needs redis-server)", counterStream)
+	register("counter-forward", "a burst of increments forwarded to a printer, until Join says every job is written", counterForward)
 }
 
 const (

@@ -12,6 +12,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"regexp"
@@ -24,15 +25,16 @@ import (
 
 // A scenario measures one thing and reports figures.
 type scenario struct {
-	name string
-	run  func(ctx context.Context, e *env) ([]figure, error)
+	name  string
+	about string // one line, for -h
+	run   func(ctx context.Context, e *env) ([]figure, error)
 }
 
 var scenarios []scenario
 
 // register adds a scenario; each bench file registers its own in init.
-func register(name string, run func(ctx context.Context, e *env) ([]figure, error)) {
-	scenarios = append(scenarios, scenario{name, run})
+func register(name, about string, run func(ctx context.Context, e *env) ([]figure, error)) {
+	scenarios = append(scenarios, scenario{name, about, run})
 }
 
 // figure is one row of the table.
@@ -45,12 +47,21 @@ type figure struct {
 }
 
 func main() {
-	runPattern := flag.String("run", "", "run only scenarios whose name matches this regular expression")
+	slices.SortFunc(scenarios, func(a, b scenario) int { return strings.Compare(a.name, b.name) })
+	runPattern := flag.String("run", "", "run only the scenarios whose name matches this regular expression")
 	duration := flag.Duration("duration", 5*time.Second, "how long to measure each load, after a warm-up of a fifth of it")
+	flag.Usage = func() {
+		out := flag.CommandLine.Output()
+		fmt.Fprint(out, "usage: go run ./bench [flags]\n\nflags:\n")
+		flag.PrintDefaults()
+		fmt.Fprintln(out, "\nscenarios (-run matches their names):")
+		listScenarios(out)
+	}
 	flag.Parse()
-	re, err := regexp.Compile(*runPattern)
+	selected, err := selectScenarios(*runPattern, scenarios)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench: -run:", err)
+		fmt.Fprintf(os.Stderr, "bench: %v\nscenarios:\n", err)
+		listScenarios(os.Stderr)
 		os.Exit(2)
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -62,10 +73,7 @@ func main() {
 	fmt.Fprintln(tw, "scenario\tfigure\tvalue\tratio\ttarget\tmet")
 	failed := false
 	ctx := context.Background()
-	for _, s := range slices.SortedFunc(slices.Values(scenarios), func(a, b scenario) int { return strings.Compare(a.name, b.name) }) {
-		if !re.MatchString(s.name) {
-			continue
-		}
+	for _, s := range selected {
 		fmt.Fprintf(os.Stderr, "running %s...\n", s.name)
 		figs, err := s.run(ctx, e)
 		if err != nil {
@@ -87,6 +95,34 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// selectScenarios returns the scenarios whose name matches pattern, in their order; a pattern
+// that matches none is an error.
+func selectScenarios(pattern string, all []scenario) ([]scenario, error) {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("-run: %w", err)
+	}
+	var selected []scenario
+	for _, s := range all {
+		if re.MatchString(s.name) {
+			selected = append(selected, s)
+		}
+	}
+	if len(selected) == 0 {
+		return nil, fmt.Errorf("-run %q matches no scenario", pattern)
+	}
+	return selected, nil
+}
+
+// listScenarios writes each scenario's name and what it measures.
+func listScenarios(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	for _, s := range scenarios {
+		fmt.Fprintf(tw, "  %s\t%s\n", s.name, s.about)
+	}
+	tw.Flush()
 }
 
 // rate formats operations per second with thousands separators.

@@ -19,9 +19,9 @@ import (
 )
 
 func init() {
-	register("printer stream", printerStream)
-	register("printer unary", printerUnary)
-	register("printer join", printerJoin)
+	register("printer stream", "one PrintStream of 100-job messages to a file, until Join says all is written", printerStream)
+	register("printer unary", "unary Print to a file at 50 callers, against the no-op unary ceiling", printerUnary)
+	register("printer join", "Join with nothing queued, one caller back to back: its latency", printerJoin)
 }
 
 // The talk's print job: the count, then a rule.

@@ -33,7 +33,7 @@ const (
 )
 
 func init() {
-	register("sitesize", func(ctx context.Context, e *env) ([]figure, error) {
+	register("sitesize", "Measure of 1,000 and 10,000 slow pages against a plain http.Client pool; one GET after another; peak RSS", func(ctx context.Context, e *env) ([]figure, error) {
 		web, err := startWeb()
 		if err != nil {
 			return nil, err
