@@ -46,27 +46,17 @@ func init() {
 		}
 		var figs []figure
 		for _, n := range []int{1, 1000} {
-			r, err := roundTrips(ctx, e, caserv1.NewCaserServiceClient(conn), n)
+			fs, err := roundTrips(ctx, e, caserv1.NewCaserServiceClient(conn), n)
 			if err != nil {
 				return nil, err
 			}
-			ceiling, err := e.ceiling(ctx, n)
-			if err != nil {
-				return nil, err
-			}
-			sessions, callers := thousands(int64(n))+" sessions", thousands(int64(n))+" callers"
-			if n == 1 {
-				sessions, callers = "1 session", "1 caller"
-			}
-			figs = append(figs,
-				figure{name: "round trips, " + sessions, value: rate(r.perSecond(), "lines"),
-					ratio: fmt.Sprintf("%.2f x no-op unary, %s", r.perSecond()/ceiling.perSecond(), callers)},
-				figure{name: "round-trip latency p50 / p99, " + sessions, value: latency(r)},
-			)
+			figs = append(figs, fs...)
 		}
 		return figs, nil
 	})
 
+	// The idle sessions are opened once, not in rounds: opening 10,000 sessions is the expensive
+	// part, and what they cost in bytes does not move with the machine's load.
 	register("caser idle sessions", "what 10,000 idle sessions cost the server: heap, goroutine stacks, goroutines", func(ctx context.Context, e *env) ([]figure, error) {
 		const sessions = 10000
 		srv, _, err := e.server(newCaser(caserDefaults().Announce))
@@ -77,11 +67,10 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		met := heap < 32<<10
 		return []figure{
-			{name: "server heap per idle session (10,000 sessions)", value: fmt.Sprintf("%.1f KB", heap/1024), target: "< 32 KB", met: &met},
-			{name: "server goroutine stacks per idle session", value: fmt.Sprintf("%.1f KB", stack/1024)},
-			{name: "server goroutines per idle session", value: fmt.Sprintf("%.2f", goroutines)},
+			{name: "server heap per idle session (10,000 sessions)", value: spreadOf([]float64{heap / 1024}), show: fixed(1), unit: "KB", target: "< 32 KB", met: new(heap < 32<<10)},
+			{name: "server goroutine stacks per idle session", value: spreadOf([]float64{stack / 1024}), show: fixed(1), unit: "KB"},
+			{name: "server goroutines per idle session", value: spreadOf([]float64{goroutines}), show: fixed(2)},
 		}, nil
 	})
 }
@@ -103,39 +92,54 @@ func newCaser(announce time.Duration) *caser.Service {
 	return svc
 }
 
-// roundTrips opens n sessions and measures lines sent and answered back to back on them,
-// each caller taking whichever session is free.
-func roundTrips(ctx context.Context, e *env, client caserv1.CaserServiceClient, n int) (loadResult, error) {
+// roundTrips opens n sessions once, then measures lines sent and answered back to back on
+// them, each caller taking whichever session is free, next to the no-op unary ceiling at n
+// callers, round by round. It returns the rate with its ratio, its latencies, and the ceiling.
+func roundTrips(ctx context.Context, e *env, client caserv1.CaserServiceClient, n int) ([]figure, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the sessions
 	free := make(chan caserv1.CaserService_SessionClient, n)
 	for range n {
 		stream, err := client.Session(ctx)
 		if err != nil {
-			return loadResult{}, err
+			return nil, err
 		}
 		if _, err := stream.Recv(); err != nil {
-			return loadResult{}, fmt.Errorf("welcome: %w", err)
+			return nil, fmt.Errorf("welcome: %w", err)
 		}
 		free <- stream
 	}
 	line := &caserv1.SessionRequest{Line: "they're bill's friends from the UK"}
-	r, err := closedLoop(ctx, n, e.duration, func(context.Context) error {
-		stream := <-free
-		defer func() { free <- stream }()
-		if err := stream.Send(line); err != nil {
+	var lat latencies
+	lines, ceiling, ratio, err := versus(e.rounds, func() (float64, error) {
+		r, err := closedLoop(ctx, n, e.duration, func(context.Context) error {
+			stream := <-free
+			defer func() { free <- stream }()
+			if err := stream.Send(line); err != nil {
+				return err
+			}
+			resp, err := stream.Recv()
+			if err == nil && resp.GetCased() == nil {
+				err = fmt.Errorf("%v answers a line", resp)
+			}
 			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("load of round trips, %d sessions: %w", n, err)
 		}
-		resp, err := stream.Recv()
-		if err == nil && resp.GetCased() == nil {
-			err = fmt.Errorf("%v answers a line", resp)
-		}
-		return err
-	})
+		return lat.rate(r, nil)
+	}, func() (float64, error) { return perSecond(e.ceiling(ctx, n)) })
 	if err != nil {
-		return r, fmt.Errorf("load of round trips, %d sessions: %w", n, err)
+		return nil, err
 	}
-	return r, nil
+	sessions, callers := thousands(int64(n))+" sessions", thousands(int64(n))+" callers"
+	if n == 1 {
+		sessions, callers = "1 session", "1 caller"
+	}
+	f := rateOf("round trips, "+sessions, lines, "lines")
+	f.ratio, f.per = &ratio, " x no-op unary"
+	return append(append([]figure{f}, lat.figures("round trips, "+sessions)...),
+		rateOf("no-op unary, "+callers+" (the yardstick)", ceiling, "calls")), nil
 }
 
 // serverCostOf opens sessions on the server at addr from a child process and returns what

@@ -82,13 +82,9 @@ func commits(reg *prometheus.Registry) (n uint64, increments, seconds float64, e
 	return n, increments, seconds, nil
 }
 
-// counterUnary measures unary Increment at 50 callers, durable and in memory, against the
-// no-op unary ceiling of the same server stack.
+// counterUnary measures unary Increment at 50 callers, durable and in memory, each next to
+// the no-op unary ceiling of the same server stack, round by round.
 func counterUnary(ctx context.Context, e *env) ([]figure, error) {
-	ceiling, err := e.ceiling(ctx, unaryCallers)
-	if err != nil {
-		return nil, err
-	}
 	var figs []figure
 	for _, db := range []string{"durable", counter.Memory} {
 		c, _, reg, err := e.counterClient(db, nil)
@@ -96,34 +92,52 @@ func counterUnary(ctx context.Context, e *env) ([]figure, error) {
 			return nil, err
 		}
 		req := &counterv1.IncrementRequest{}
-		r, err := closedLoop(ctx, unaryCallers, e.duration, func(ctx context.Context) error {
-			_, err := c.Increment(ctx, req)
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("load of Increment, %s: %w", db, err)
-		}
-		ratio := r.perSecond() / ceiling.perSecond()
-		f := figure{name: fmt.Sprintf("Increment, %d callers, %s", unaryCallers, db), value: rate(r.perSecond(), "increments"),
-			ratio: fmt.Sprintf("%.2f of no-op", ratio)}
-		if db == "durable" {
-			f.target, f.met = ">= 0.80 of no-op", new(ratio >= 0.8)
-		}
-		figs = append(figs, f, figure{name: fmt.Sprintf("Increment latency p50 / p99, %s", db), value: latency(r)})
-		if db == "durable" {
-			n, incs, secs, err := commits(reg)
+		var lat latencies
+		var perCommit, commitTime []float64 // durable: each round's group commit
+		incs, ceiling, ratio, err := versus(e.rounds, func() (float64, error) {
+			n0, incs0, secs0, err := commits(reg)
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
-			figs = append(figs, figure{name: "durable: group commit",
-				value: fmt.Sprintf("%.1f increments per commit, %v per commit", incs/float64(n), time.Duration(secs/float64(n)*1e9).Round(time.Microsecond))})
+			r, err := closedLoop(ctx, unaryCallers, e.duration, func(ctx context.Context) error {
+				_, err := c.Increment(ctx, req)
+				return err
+			})
+			if err != nil {
+				return 0, fmt.Errorf("load of Increment, %s: %w", db, err)
+			}
+			if db == "durable" {
+				n1, incs1, secs1, err := commits(reg)
+				if err != nil {
+					return 0, err
+				}
+				n := float64(n1 - n0)
+				perCommit, commitTime = append(perCommit, (incs1-incs0)/n), append(commitTime, (secs1-secs0)/n*1e9)
+			}
+			return lat.rate(r, nil)
+		}, func() (float64, error) { return perSecond(e.ceiling(ctx, unaryCallers)) })
+		if err != nil {
+			return nil, err
 		}
+		f := rateOf(fmt.Sprintf("Increment, %d callers, %s", unaryCallers, db), incs, "increments")
+		f.ratio, f.per = &ratio, " of no-op"
+		if db == "durable" {
+			f.target, f.met = ">= 0.80 of no-op", new(ratio.median >= 0.8)
+		}
+		figs = append(append(figs, f), lat.figures("Increment, "+db)...)
+		if db == "durable" {
+			figs = append(figs,
+				figure{name: "durable: increments per commit", value: spreadOf(perCommit), show: fixed(1)},
+				figure{name: "durable: time per commit", value: spreadOf(commitTime), show: duration})
+		}
+		figs = append(figs, rateOf(fmt.Sprintf("no-op unary, %d callers (the yardstick)", unaryCallers), ceiling, "calls"))
 	}
-	return append(figs, figure{name: fmt.Sprintf("no-op unary, %d callers (the ceiling)", unaryCallers), value: rate(ceiling.perSecond(), "calls")}), nil
+	return figs, nil
 }
 
-// counterStream measures durable IncrementStream with batched messages beside Redis INCR
-// with 50 clients and a pipeline of 16 on the same machine, in the same run.
+// counterStream measures durable IncrementStream with batched messages next to Redis INCR
+// with 50 clients and a pipeline of 16 on the same machine, round by round. Redis is started
+// and calibrated once, the counter warmed up once; only the measures alternate.
 func counterStream(ctx context.Context, e *env) ([]figure, error) {
 	c, _, _, err := e.counterClient("durable", nil)
 	if err != nil {
@@ -133,15 +147,6 @@ func counterStream(ctx context.Context, e *env) ([]figure, error) {
 	for i := range msg.Increments {
 		msg.Increments[i] = &counterv1.CounterIncrement{Name: "counter"} // delta 1, like INCR counter
 	}
-	if _, _, err := streamIncrements(ctx, c, msg, e.duration/5); err != nil { // warm-up
-		return nil, err
-	}
-	applied, elapsed, err := streamIncrements(ctx, c, msg, e.duration)
-	if err != nil {
-		return nil, err
-	}
-	ours := float64(applied) / elapsed.Seconds()
-
 	redis, err := startRedis(ctx)
 	if err != nil {
 		return nil, err
@@ -152,15 +157,22 @@ func counterStream(ctx context.Context, e *env) ([]figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	yardstick, err := redis.incr(ctx, int(calibration*e.duration.Seconds()), pipelined...)
+	if _, _, err := streamIncrements(ctx, c, msg, e.duration/5); err != nil { // warm-up
+		return nil, err
+	}
+	ours, yardstick, ratio, err := versus(e.rounds, func() (float64, error) {
+		applied, elapsed, err := streamIncrements(ctx, c, msg, e.duration)
+		return float64(applied) / elapsed.Seconds(), err
+	}, func() (float64, error) {
+		return redis.incr(ctx, int(calibration*e.duration.Seconds()), pipelined...)
+	})
 	if err != nil {
 		return nil, err
 	}
-	ratio := ours / yardstick
-	return []figure{
-		{name: fmt.Sprintf("IncrementStream, durable, %d streams of messages of %s increments", streamCallers, thousands(streamBatch)),
-			value: rate(ours, "increments"), ratio: fmt.Sprintf("%.2fx Redis", ratio), target: ">= 2x Redis", met: new(ratio >= 2)},
-		{name: fmt.Sprintf("Redis INCR, redis-benchmark -c %d -P %d (the yardstick)", redisClients, redisPipeline), value: rate(yardstick, "increments")},
+	f := rateOf(fmt.Sprintf("IncrementStream, durable, %d streams of messages of %s increments", streamCallers, thousands(streamBatch)), ours, "increments")
+	f.ratio, f.per, f.target, f.met = &ratio, "x Redis", ">= 2x Redis", new(ratio.median >= 2)
+	return []figure{f,
+		rateOf(fmt.Sprintf("Redis INCR, redis-benchmark -c %d -P %d (the yardstick)", redisClients, redisPipeline), yardstick, "increments"),
 	}, nil
 }
 
@@ -200,7 +212,7 @@ func streamIncrements(ctx context.Context, c counterv1.CounterServiceClient, msg
 // counterForward measures the counter forwarding to a printer in the same server (the
 // printer's file sink, no stdout): a burst of increments that the outbox can hold, streamed,
 // then Join, which answers once the printer has written and fsynced every print job (its
-// receipts mean that).
+// receipts mean that). Each round is a burst on the same counter and printer.
 func counterForward(ctx context.Context, e *env) ([]figure, error) {
 	p, err := e.printerServer()
 	if err != nil {
@@ -215,27 +227,32 @@ func counterForward(ctx context.Context, e *env) ([]figure, error) {
 		msg.Increments[i] = &counterv1.CounterIncrement{}
 	}
 	burst := cfg.OutboxMax / streamBatch * 9 / 10
-	start := time.Now()
-	s, err := c.IncrementStream(ctx)
+	jobs := float64(burst * streamBatch)
+	var applied []float64
+	printed, err := repeat(e.rounds, func() (float64, error) {
+		start := time.Now()
+		s, err := c.IncrementStream(ctx)
+		if err != nil {
+			return 0, err
+		}
+		for range burst {
+			if s.Send(msg) != nil {
+				break
+			}
+		}
+		if _, err := s.CloseAndRecv(); err != nil {
+			return 0, err
+		}
+		applied = append(applied, jobs/time.Since(start).Seconds())
+		if _, err := c.Join(ctx, &counterv1.JoinRequest{}); err != nil {
+			return 0, err
+		}
+		return jobs / time.Since(start).Seconds(), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	for range burst {
-		if s.Send(msg) != nil {
-			break
-		}
-	}
-	if _, err := s.CloseAndRecv(); err != nil {
-		return nil, err
-	}
-	applied := time.Since(start)
-	if _, err := c.Join(ctx, &counterv1.JoinRequest{}); err != nil {
-		return nil, err
-	}
-	printed := time.Since(start)
-	jobs := float64(burst * streamBatch)
-	return []figure{
-		{name: fmt.Sprintf("%s increments streamed, durable, applied", thousands(int64(jobs))), value: rate(jobs/applied.Seconds(), "increments")},
-		{name: "... and their print jobs written by the printer (Join)", value: rate(jobs/printed.Seconds(), "jobs"), target: ">= 100,000 jobs/s", met: new(jobs/printed.Seconds() >= 100_000)},
-	}, nil
+	f := rateOf("... and their print jobs written by the printer (Join)", printed, "jobs")
+	f.target, f.met = ">= 100,000 jobs/s", new(printed.median >= 100_000)
+	return []figure{rateOf(fmt.Sprintf("%s increments streamed, durable, applied", thousands(int64(jobs))), spreadOf(applied), "increments"), f}, nil
 }

@@ -15,10 +15,12 @@ import (
 	"github.com/concur-dev/concur/internal/serve"
 )
 
-// env is what scenarios share in one run: the measuring duration and yardsticks measured once.
+// env is what scenarios share in one run: the measuring duration, the rounds, and the server
+// of the no-op ceiling.
 type env struct {
 	duration time.Duration
-	ceilings map[int]loadResult
+	rounds   int
+	noop     *grpc.ClientConn // the ceiling's server, started at its first measure
 	closers  []func()
 }
 
@@ -59,26 +61,23 @@ func (e *env) server(services ...serve.Service) (*serve.Server, *grpc.ClientConn
 	return srv, conn, nil
 }
 
-// ceiling measures, once per run and number of callers, the no-op unary RPC on the same
-// server stack: the most any unary RPC can reach here.
+// ceiling measures the no-op unary RPC with callers callers on a server of the same stack,
+// the most any unary RPC can reach here. It is measured anew each time, next to the figure
+// it is the yardstick of; only its server is started once per run.
 func (e *env) ceiling(ctx context.Context, callers int) (loadResult, error) {
-	if r, ok := e.ceilings[callers]; ok {
-		return r, nil
-	}
-	_, conn, err := e.server()
-	if err != nil {
-		return loadResult{}, err
+	if e.noop == nil {
+		_, conn, err := e.server()
+		if err != nil {
+			return loadResult{}, err
+		}
+		e.noop = conn
 	}
 	r, err := closedLoop(ctx, callers, e.duration, func(ctx context.Context) error {
-		return conn.Invoke(ctx, noopMethod, &emptypb.Empty{}, &emptypb.Empty{})
+		return e.noop.Invoke(ctx, noopMethod, &emptypb.Empty{}, &emptypb.Empty{})
 	})
 	if err != nil {
 		return r, fmt.Errorf("load of the no-op ceiling, %d callers: %w", callers, err)
 	}
-	if e.ceilings == nil {
-		e.ceilings = map[int]loadResult{}
-	}
-	e.ceilings[callers] = r
 	return r, nil
 }
 

@@ -103,40 +103,44 @@ func printerStream(ctx context.Context, e *env) ([]figure, error) {
 	if _, _, err := run(e.duration / 5); err != nil { // warm-up
 		return nil, err
 	}
-	jobs, elapsed, err := run(e.duration)
+	var jobs []float64
+	lines, err := repeat(e.rounds, func() (float64, error) {
+		n, elapsed, err := run(e.duration)
+		jobs = append(jobs, float64(n)/elapsed.Seconds())
+		return float64(2*n) / elapsed.Seconds(), err
+	})
 	if err != nil {
 		return nil, err
 	}
-	lines := float64(2*jobs) / elapsed.Seconds()
-	return []figure{
-		{name: "PrintStream to a file, 100 jobs a message", value: rate(float64(jobs)/elapsed.Seconds(), "jobs")},
-		{name: "PrintStream to a file, lines written", value: rate(lines, "lines"), target: ">= 300,000 lines/s", met: new(lines >= 300_000)},
-	}, nil
+	f := rateOf("PrintStream to a file, lines written", lines, "lines")
+	f.target, f.met = ">= 300,000 lines/s", new(lines.median >= 300_000)
+	return []figure{rateOf("PrintStream to a file, 100 jobs a message", spreadOf(jobs), "jobs"), f}, nil
 }
 
-// printerUnary measures Print at 50 callers against the no-op unary ceiling of the same run.
+// printerUnary measures Print at 50 callers next to the no-op unary ceiling, round by round.
 func printerUnary(ctx context.Context, e *env) ([]figure, error) {
-	ceiling, err := e.ceiling(ctx, 50)
-	if err != nil {
-		return nil, err
-	}
 	client, err := e.printerServer()
 	if err != nil {
 		return nil, err
 	}
 	var n atomic.Int64
-	r, err := closedLoop(ctx, 50, e.duration, func(ctx context.Context) error {
-		_, err := client.Print(ctx, &printerv1.PrintRequest{Lines: countJob(n.Add(1))})
-		return err
-	})
+	var lat latencies
+	calls, ceiling, ratio, err := versus(e.rounds, func() (float64, error) {
+		r, err := closedLoop(ctx, 50, e.duration, func(ctx context.Context) error {
+			_, err := client.Print(ctx, &printerv1.PrintRequest{Lines: countJob(n.Add(1))})
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("load of Print: %w", err)
+		}
+		return lat.rate(r, nil)
+	}, func() (float64, error) { return perSecond(e.ceiling(ctx, 50)) })
 	if err != nil {
-		return nil, fmt.Errorf("load of Print: %w", err)
+		return nil, err
 	}
-	ratio := r.perSecond() / ceiling.perSecond()
-	return []figure{
-		{name: "Print to a file, 50 callers", value: rate(r.perSecond(), "calls"), ratio: fmt.Sprintf("%.2f of no-op", ratio), target: ">= 0.80 of no-op", met: new(ratio >= 0.80)},
-		{name: "Print latency p50 / p99", value: latency(r)},
-	}, nil
+	f := rateOf("Print to a file, 50 callers", calls, "calls")
+	f.ratio, f.per, f.target, f.met = &ratio, " of no-op", ">= 0.80 of no-op", new(ratio.median >= 0.80)
+	return append(append([]figure{f}, lat.figures("Print")...), rateOf("no-op unary, 50 callers (the yardstick)", ceiling, "calls")), nil
 }
 
 // printerJoin measures Join with nothing queued: one caller, back to back.
@@ -148,14 +152,21 @@ func printerJoin(ctx context.Context, e *env) ([]figure, error) {
 	if _, err := client.Print(ctx, &printerv1.PrintRequest{Lines: countJob(1)}); err != nil {
 		return nil, err
 	}
-	r, err := closedLoop(ctx, 1, e.duration, func(ctx context.Context) error {
-		_, err := client.Join(ctx, &printerv1.JoinRequest{})
-		return err
+	var lat latencies
+	joins, err := repeat(e.rounds, func() (float64, error) {
+		r, err := closedLoop(ctx, 1, e.duration, func(ctx context.Context) error {
+			_, err := client.Join(ctx, &printerv1.JoinRequest{})
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("load of Join: %w", err)
+		}
+		return lat.rate(r, nil)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load of Join: %w", err)
+		return nil, err
 	}
-	return []figure{
-		{name: "Join on an empty queue p50 / p99", value: latency(r), target: "p50 < 1ms", met: new(r.p50 < time.Millisecond)},
-	}, nil
+	figs := lat.figures("Join on an empty queue")
+	figs[0].target, figs[0].met = "< 1ms", new(spreadOf(lat.p50).median < float64(time.Millisecond))
+	return append([]figure{rateOf("Join on an empty queue, 1 caller", joins, "joins")}, figs...), nil
 }

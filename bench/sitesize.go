@@ -33,6 +33,7 @@ const (
 )
 
 func init() {
+	// The web server and the service are set up once; the batches and the fetches alternate.
 	register("sitesize", "Measure of 1,000 and 10,000 slow pages against a plain http.Client pool; one GET after another; peak RSS", func(ctx context.Context, e *env) ([]figure, error) {
 		web, err := startWeb()
 		if err != nil {
@@ -55,65 +56,48 @@ func init() {
 		client := sitesizev1.NewSiteSizeServiceClient(conn)
 
 		var figs []figure
-		var measure1000 time.Duration
 		for _, b := range []struct {
 			urls, concurrency int
 			target            float64
 		}{{1000, 200, 1.1}, {10000, 2000, 1.25}} {
 			urls := web.pages(b.urls)
-			pool, measured, err := bestOf(3, func() (time.Duration, error) { return plainPool(ctx, urls, b.concurrency) },
-				func() (time.Duration, error) { return measureBatch(ctx, client, urls, b.concurrency) })
+			measured, pool, ratio, err := versus(e.rounds,
+				func() (float64, error) { return secondsOf(measureBatch(ctx, client, urls, b.concurrency)) },
+				func() (float64, error) { return secondsOf(plainPool(ctx, urls, b.concurrency)) })
 			if err != nil {
 				return nil, err
 			}
-			if b.urls == 1000 {
-				measure1000 = measured
-			}
+			at := fmt.Sprintf("%s URLs at %s", thousands(int64(b.urls)), thousands(int64(b.concurrency)))
 			ideal := time.Duration(b.urls/b.concurrency) * pageDelay
-			ratio := measured.Seconds() / pool.Seconds()
-			met := ratio <= b.target
 			figs = append(figs,
-				figure{name: fmt.Sprintf("plain Go client pool, %s URLs at %s", thousands(int64(b.urls)), thousands(int64(b.concurrency))), value: seconds(pool), ratio: fmt.Sprintf("%.2fx ideal %s", pool.Seconds()/ideal.Seconds(), seconds(ideal))},
-				figure{name: fmt.Sprintf("Measure, %s URLs at %s", thousands(int64(b.urls)), thousands(int64(b.concurrency))), value: seconds(measured), ratio: fmt.Sprintf("%.2fx plain pool, %.2fx ideal", ratio, measured.Seconds()/ideal.Seconds()), target: fmt.Sprintf("<= %gx plain pool", b.target), met: &met},
+				figure{name: "Measure, " + at, value: measured, show: fixed(2), unit: "s", ratio: &ratio, per: "x plain pool",
+					target: fmt.Sprintf("<= %gx plain pool", b.target), met: new(ratio.median <= b.target)},
+				figure{name: fmt.Sprintf("plain Go client pool, %s (the yardstick; ideal %v)", at, ideal), value: pool, show: fixed(2), unit: "s"},
 			)
 		}
 
-		seq, err := sequential(ctx, web.pages(100))
+		first100, urls := web.pages(100), web.pages(1000)
+		seq, measure, ratio, err := versus(e.rounds, func() (float64, error) {
+			d, err := sequential(ctx, first100)
+			return float64(d / 100), err
+		}, func() (float64, error) {
+			d, err := measureBatch(ctx, client, urls, 200)
+			return float64(d / 1000), err
+		})
 		if err != nil {
 			return nil, err
 		}
-		figs = append(figs, figure{
-			name:  "one GET after another, first 100 URLs",
-			value: fmt.Sprintf("%s (%v a URL)", seconds(seq), (seq / 100).Round(time.Millisecond)),
-			ratio: fmt.Sprintf("%.0fx Measure's time a URL at 200", (seq.Seconds()/100)/(measure1000.Seconds()/1000)),
-		})
+		figs = append(figs,
+			figure{name: "one GET after another, first 100 URLs: time a URL", value: seq, show: duration, ratio: &ratio, per: "x Measure"},
+			figure{name: "Measure, 1,000 URLs at 200: time a URL (the yardstick)", value: measure, show: duration},
+		)
 
-		rss, err := peakRSS(ctx, web)
+		rss, err := peakRSS(ctx, e, web)
 		if err != nil {
 			return nil, err
 		}
 		return append(figs, rss...), nil
 	})
-}
-
-// bestOf runs a and b n times each, alternating, and returns the best time of each: the
-// machine is shared, and the best run is the one least disturbed.
-func bestOf(n int, a, b func() (time.Duration, error)) (bestA, bestB time.Duration, err error) {
-	for range n {
-		for _, run := range []struct {
-			f    func() (time.Duration, error)
-			best *time.Duration
-		}{{a, &bestA}, {b, &bestB}} {
-			d, err := run.f()
-			if err != nil {
-				return 0, 0, err
-			}
-			if *run.best == 0 || d < *run.best {
-				*run.best = d
-			}
-		}
-	}
-	return bestA, bestB, nil
 }
 
 // plainPool is the yardstick: concurrency goroutines sharing one http.Client, each fetching
@@ -236,5 +220,3 @@ func (w *web) close() {
 	w.srv.Close()
 	<-w.done
 }
-
-func seconds(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }

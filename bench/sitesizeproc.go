@@ -54,64 +54,72 @@ func poolChild(spec string) int {
 	return 0
 }
 
-// peakRSS measures concurd's peak RSS during the 1,000-URL batch against the plain pool's
-// process, and a fresh concurd's while it counts a 1 GB body.
-func peakRSS(ctx context.Context, w *web) ([]figure, error) {
+// peakRSS measures concurd's peak RSS during the 1,000-URL batch next to the plain pool's
+// process, round by round, and a fresh concurd's while it counts a 1 GB body. concurd is
+// built once.
+func peakRSS(ctx context.Context, e *env, w *web) ([]figure, error) {
 	bin, cleanup, err := buildConcurd()
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
 	flags := []string{"--services=sitesize", "--sitesize-allow=127.0.0.0/8", "--sitesize-allow-ports=1024-65535"}
-
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	child := exec.CommandContext(ctx, self)
-	child.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d", poolChildEnv, w.base, 1000, 200))
-	child.Stderr = os.Stderr
-	out, err := child.Output()
-	if err != nil {
-		return nil, fmt.Errorf("plain pool process: %w", err)
-	}
-	poolKB, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
-	if err != nil {
-		return nil, fmt.Errorf("plain pool process said %q", out)
-	}
-
-	batchKB, err := concurdPeak(ctx, bin, flags, func(client sitesizev1.SiteSizeServiceClient) error {
-		_, err := measureBatch(ctx, client, w.pages(1000), 200)
-		return err
-	})
+	batch, pool, ratio, err := versus(e.rounds, func() (float64, error) {
+		return kilobytes(concurdPeak(ctx, bin, flags, func(client sitesizev1.SiteSizeServiceClient) error {
+			_, err := measureBatch(ctx, client, w.pages(1000), 200)
+			return err
+		}))
+	}, func() (float64, error) { return kilobytes(poolPeak(ctx, w, 1000, 200)) })
 	if err != nil {
 		return nil, err
 	}
 	const gig = 1 << 30
-	gigKB, err := concurdPeak(ctx, bin, append(flags, "--sitesize-max-bytes=2147483648", "--sitesize-max-timeout=10m"), func(client sitesizev1.SiteSizeServiceClient) error {
-		stream, err := client.Measure(ctx, &sitesizev1.MeasureRequest{Urls: []string{fmt.Sprintf("%s/bytes/%d", w.base, gig)}, Timeout: durationpb.New(10 * time.Minute)})
-		if err != nil {
-			return err
-		}
-		r, err := stream.Recv()
-		if err != nil {
-			return err
-		}
-		if r.GetSize() != gig || r.GetError() != nil || r.GetTruncated() {
-			return fmt.Errorf("1 GB body measured as %d bytes, error %v", r.GetSize(), r.GetError())
-		}
-		return nil
+	gigKB, err := repeat(e.rounds, func() (float64, error) {
+		return kilobytes(concurdPeak(ctx, bin, append(flags, "--sitesize-max-bytes=2147483648", "--sitesize-max-timeout=10m"), func(client sitesizev1.SiteSizeServiceClient) error {
+			stream, err := client.Measure(ctx, &sitesizev1.MeasureRequest{Urls: []string{fmt.Sprintf("%s/bytes/%d", w.base, gig)}, Timeout: durationpb.New(10 * time.Minute)})
+			if err != nil {
+				return err
+			}
+			r, err := stream.Recv()
+			if err != nil {
+				return err
+			}
+			if r.GetSize() != gig || r.GetError() != nil || r.GetTruncated() {
+				return fmt.Errorf("1 GB body measured as %d bytes, error %v", r.GetSize(), r.GetError())
+			}
+			return nil
+		}))
 	})
 	if err != nil {
 		return nil, err
 	}
-	batchMet := float64(batchKB) <= 2*float64(poolKB)
-	gigMet := gigKB < 64<<10
 	return []figure{
-		{name: "plain pool process peak RSS, 1,000 URLs at 200", value: megabytes(poolKB)},
-		{name: "concurd peak RSS, 1,000 URLs at 200", value: megabytes(batchKB), ratio: fmt.Sprintf("%.2fx plain pool process", float64(batchKB)/float64(poolKB)), target: "<= 2x plain pool process", met: &batchMet},
-		{name: "concurd peak RSS counting a 1 GB body", value: megabytes(gigKB), target: "< 64 MiB", met: &gigMet},
+		{name: "concurd peak RSS, 1,000 URLs at 200", value: batch, show: mebibytes, unit: "MiB",
+			ratio: &ratio, per: "x plain pool process", target: "<= 2x plain pool process", met: new(ratio.median <= 2)},
+		{name: "plain pool process peak RSS, 1,000 URLs at 200 (the yardstick)", value: pool, show: mebibytes, unit: "MiB"},
+		{name: "concurd peak RSS counting a 1 GB body", value: gigKB, show: mebibytes, unit: "MiB", target: "< 64 MiB", met: new(gigKB.median < 64<<10)},
 	}, nil
+}
+
+// poolPeak runs the plain pool on urls pages of w at concurrency in a process of its own and
+// returns its peak RSS.
+func poolPeak(ctx context.Context, w *web, urls, concurrency int) (int64, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	child := exec.CommandContext(ctx, self)
+	child.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d", poolChildEnv, w.base, urls, concurrency))
+	child.Stderr = os.Stderr
+	out, err := child.Output()
+	if err != nil {
+		return 0, fmt.Errorf("plain pool process: %w", err)
+	}
+	kb, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("plain pool process said %q", out)
+	}
+	return kb, nil
 }
 
 // concurdPeak starts concurd with flags, runs load against it, and returns its peak RSS.
@@ -188,4 +196,8 @@ func vmHWM(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
-func megabytes(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
+// kilobytes is a peak RSS in kB, for versus and repeat.
+func kilobytes(kb int64, err error) (float64, error) { return float64(kb), err }
+
+// mebibytes formats kB as MiB.
+func mebibytes(kb float64) string { return fmt.Sprintf("%.1f", kb/1024) }
