@@ -20,7 +20,7 @@ import (
 // counter-unary and counter-stream run the counter without a printer: their figures are the
 // counter's own (the owner, group commit, the disk), and Redis INCR, the yardstick, prints
 // nothing either; with a printer, every increment is a print job and the pace is the
-// printer's. counter-forward measures that pace, end to end, without a target.
+// printer's. counter-forward measures that pace, end to end, against its own target.
 func init() {
 	register("counter-unary", "unary Increment at 50 callers, durable and in memory, against the no-op unary ceiling", counterUnary)
 	register("counter-stream", "durable IncrementStream in batches against Redis INCR pipelined (needs redis-server)", counterStream)
