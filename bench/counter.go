@@ -147,7 +147,7 @@ func counterStream(ctx context.Context, e *env) ([]figure, error) {
 	for i := range msg.Increments {
 		msg.Increments[i] = &counterv1.CounterIncrement{Name: "counter"} // delta 1, like INCR counter
 	}
-	redis, err := startRedis(ctx)
+	redis, err := startRedis(ctx, redisVolatile, os.TempDir())
 	if err != nil {
 		return nil, err
 	}

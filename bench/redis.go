@@ -16,15 +16,24 @@ import (
 // redisInstall says how to get the Redis yardstick.
 const redisInstall = "install Debian's redis-server and redis-tools (apt-get install redis-server redis-tools) to measure the Redis yardstick"
 
-// redisServer is a redis-server the bench started on a free loopback port, keeping nothing
-// on disk.
+// redisServer is a redis-server the bench started on a free loopback port.
 type redisServer struct {
 	port string
 	cmd  *exec.Cmd
 	done chan error
 }
 
-func startRedis(ctx context.Context) (*redisServer, error) {
+// Redis's two ways to keep its data, as the bench compares them: nothing on disk, or an
+// append-only file synced before each write is answered (the promise the durable counter
+// makes).
+var (
+	redisVolatile = []string{"--save", "", "--appendonly", "no"}
+	redisFsync    = []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}
+)
+
+// startRedis starts redis-server with persistence (redisVolatile or redisFsync) and, when it
+// keeps a file, dir as its folder.
+func startRedis(ctx context.Context, persistence []string, dir string) (*redisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found: %s", redisInstall)
@@ -37,7 +46,8 @@ func startRedis(ctx context.Context) (*redisServer, error) {
 		return nil, err
 	}
 	r := &redisServer{port: port, done: make(chan error, 1)}
-	r.cmd = exec.CommandContext(ctx, bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--daemonize", "no", "--loglevel", "warning", "--dir", dir}, persistence...)
+	r.cmd = exec.CommandContext(ctx, bin, args...)
 	if err := r.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
