@@ -5,7 +5,7 @@
 // A session's handler goroutine owns the session: it holds the mode, computes every reply and
 // is the stream's only sender (gRPC allows one), choosing in one select among the client's
 // next line, the next announcement, the idle timer and shutdown, so an announcement never
-// races a reply. serve.Receive does the session's Recv in a goroutine of its own, since a
+// races a reply. recv.Pump does the session's Recv in a goroutine of its own, since a
 // blocked Recv cannot be selected on. A client that stops reading blocks its own session's
 // Send and nothing else.
 //

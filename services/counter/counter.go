@@ -35,7 +35,7 @@ import (
 	"github.com/concur-dev/concur/api/errinfo"
 	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/jitter"
-	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/recv"
 )
 
 // Memory is the --counter-db value that keeps nothing on disk.
@@ -215,7 +215,7 @@ func (s *Service) IncrementStream(stream counterv1.CounterService_IncrementStrea
 	ctx := stream.Context()
 	st := newStreamState()
 	defer s.owner.tell(&streamGoneMsg{st})
-	reqs, ended := serve.Receive(ctx, stream.Recv)
+	reqs, ended := recv.Pump(ctx, stream.Recv)
 	closing := s.closing
 	sent := 0
 	for {

@@ -15,7 +15,7 @@ import (
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/api/errinfo"
 	"github.com/concur-dev/concur/api/violation"
-	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/recv"
 )
 
 // Print accepts one job and answers with its sequence number once the owner has taken it:
@@ -36,7 +36,7 @@ func (p *Printer) Print(ctx context.Context, req *printerv1.PrintRequest) (*prin
 // receives for it; what was accepted is written and its receipts sent first.
 func (p *Printer) PrintStream(stream printerv1.PrinterService_PrintStreamServer) error {
 	ctx := stream.Context()
-	reqs, ended := serve.Receive(ctx, stream.Recv)
+	reqs, ended := recv.Pump(ctx, stream.Recv)
 	var unwritten []accepted // accepted messages, oldest first, whose receipts wait for the write
 	for {
 		var written <-chan uint64

@@ -109,8 +109,8 @@ func (c Config) check() error {
 // 200 bytes, two sequence numbers and their tags), and 16,384 of them stay under 4 MiB.
 const maxJobsLimit = 16384
 
-// Printer is the printer service. Create it with New, register it on a serve.Server, and call
-// Shutdown to drain it.
+// Printer is the printer service. Create it with New, register it on a server (Name and
+// Register), and call Shutdown to drain it.
 type Printer struct {
 	printerv1.UnimplementedPrinterServiceServer
 

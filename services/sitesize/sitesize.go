@@ -30,7 +30,8 @@ import (
 	"github.com/concur-dev/concur/internal/jitter"
 )
 
-// Service is the SiteSizeService; it implements serve.Service.
+// Service is the SiteSizeService: New creates it, Name and Register put it on a server,
+// Shutdown stops it.
 type Service struct {
 	sitesizev1.UnimplementedSiteSizeServiceServer
 	cfg     Config
