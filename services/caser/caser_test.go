@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,6 +25,7 @@ import (
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/testkit"
 	"github.com/concur-dev/concur/services/caser"
 	"github.com/concur-dev/concur/services/caser/pycase"
 )
@@ -48,7 +48,7 @@ func defaults() caser.Config {
 // Serve's result. Nothing the test started may outlive it.
 func start(t *testing.T, cfg caser.Config, j jitter.Jitter) (addr string, stop func() error) {
 	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, so it runs last
+	testkit.NoLeaks(t) // first, so that it checks last
 	svc, err := caser.New(cfg, j)
 	if err != nil {
 		t.Fatalf("caser.New: %v", err)
