@@ -248,10 +248,12 @@ func TestCaseRefusesBadInput(t *testing.T) {
 		// Validate and the limit both find the text.
 		{&caserv1.CaseRequest{Text: "12345678\xff", Mode: 7}, []string{"text", "text", "mode"}},
 	} {
-		_, err := client.Case(context.Background(), tt.req)
-		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
-			t.Errorf("Case(%v) = %v, want INVALID_ARGUMENT on %q", tt.req, err, tt.fields)
-		}
+		t.Run(fmt.Sprintf("%+q mode %d", tt.req.GetText(), tt.req.GetMode()), func(t *testing.T) {
+			_, err := client.Case(context.Background(), tt.req)
+			if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
+				t.Errorf("Case(%v) = %v, want INVALID_ARGUMENT on %q", tt.req, err, tt.fields)
+			}
+		})
 	}
 	if resp, err := client.Case(context.Background(), &caserv1.CaseRequest{Text: "12345678"}); err != nil || resp.GetText() != "12345678" {
 		t.Errorf("Case of a text at the limit = %v, %v", resp, err)
@@ -273,24 +275,26 @@ func TestSessionRefusesBadLines(t *testing.T) {
 		{"caf\xe9", []string{"UTF-8"}},
 		{strings.Repeat("x", 16) + "\xe9", []string{"UTF-8", "--caser-max-line-bytes"}},
 	} {
-		s := open(t, client)
-		s.send("fine")
-		s.send(tt.line)
-		casedOf(t, s.reply(), "fine", caserv1.Mode_MODE_UPPER)
-		err := s.ended(codes.InvalidArgument)
-		want := slices.Repeat([]string{"line"}, len(tt.found))
-		if !slices.Equal(violation.Fields(err), want) {
-			t.Errorf("line %+q ended the session with %v, want violations on %q", tt.line, err, want)
-		}
-		msg, at := status.Convert(err).Message(), 0
-		for _, f := range tt.found {
-			i := strings.Index(msg[at:], f)
-			if i < 0 {
-				t.Errorf("line %+q: message %q does not say %q after what comes before it", tt.line, msg, f)
-				break
+		t.Run(fmt.Sprintf("%+q", tt.line), func(t *testing.T) {
+			s := open(t, client)
+			s.send("fine")
+			s.send(tt.line)
+			casedOf(t, s.reply(), "fine", caserv1.Mode_MODE_UPPER)
+			err := s.ended(codes.InvalidArgument)
+			want := slices.Repeat([]string{"line"}, len(tt.found))
+			if !slices.Equal(violation.Fields(err), want) {
+				t.Errorf("line %+q ended the session with %v, want violations on %q", tt.line, err, want)
 			}
-			at += i + len(f)
-		}
+			msg, at := status.Convert(err).Message(), 0
+			for _, f := range tt.found {
+				i := strings.Index(msg[at:], f)
+				if i < 0 {
+					t.Errorf("line %+q: message %q does not say %q after what comes before it", tt.line, msg, f)
+					break
+				}
+				at += i + len(f)
+			}
+		})
 	}
 	s := open(t, client)
 	casedOf(t, s.ask(strings.Repeat("é", 8)), strings.Repeat("é", 8), caserv1.Mode_MODE_UPPER) // 16 bytes
@@ -542,10 +546,12 @@ func TestBadConfiguration(t *testing.T) {
 		{func(c *caser.Config) { c.Idle = -time.Second }, "--caser-idle"},
 		{func(c *caser.Config) { c.MaxLineBytes = 0 }, "--caser-max-line-bytes"},
 	} {
-		cfg := defaults()
-		tt.mutate(&cfg)
-		if _, err := caser.New(cfg, jitter.New(0)); err == nil || !strings.Contains(err.Error(), tt.says) {
-			t.Errorf("New(%+v) = %v, want an error about %s", cfg, err, tt.says)
-		}
+		t.Run(tt.says, func(t *testing.T) {
+			cfg := defaults()
+			tt.mutate(&cfg)
+			if _, err := caser.New(cfg, jitter.New(0)); err == nil || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("New(%+v) = %v, want an error about %s", cfg, err, tt.says)
+			}
+		})
 	}
 }

@@ -321,10 +321,12 @@ func TestConcurdRefusesToStart(t *testing.T) {
 		{[]string{"--printer-flush-interval=-1s"}, "--printer-flush-interval is -1s"},
 		{[]string{"--printer-file=" + path}, "is another printer using --printer-file " + path},
 	} {
-		_, stderr, err := e2e.RunErr(t, "", e2e.Concurd(t), append([]string{"--listen=127.0.0.1:0"}, tt.args...)...)
-		if e2e.ExitCode(err) != 1 || !strings.Contains(stderr, tt.says) {
-			t.Errorf("concurd %v: %v, stderr %q; want exit 1 saying %q", tt.args, err, stderr, tt.says)
-		}
+		t.Run(strings.SplitN(tt.args[0], "=", 2)[0], func(t *testing.T) {
+			_, stderr, err := e2e.RunErr(t, "", e2e.Concurd(t), append([]string{"--listen=127.0.0.1:0"}, tt.args...)...)
+			if e2e.ExitCode(err) != 1 || !strings.Contains(stderr, tt.says) {
+				t.Errorf("concurd %v: %v, stderr %q; want exit 1 saying %q", tt.args, err, stderr, tt.says)
+			}
+		})
 	}
 }
 

@@ -121,19 +121,21 @@ func TestOutsideChangesAreReported(t *testing.T) {
 		{func(path string) error { return os.Truncate(path, 0) }, "shorter than the printer left it"},
 		{os.Remove, "shorter than the printer left it"},
 	} {
-		path := filepath.Join(t.TempDir(), "out.txt")
-		f, _ := reopen(t, path, testkit.Quiet())
-		writeBatch(t, f, testBatch(1, 3, "s"), 1<<20)
-		f.close()
-		if err := tt.change(path); err != nil {
-			t.Fatal(err)
-		}
-		var logs bytes.Buffer
-		reopened, sources := reopen(t, path, slog.New(slog.NewTextHandler(&logs, nil)))
-		last := reopened.last
-		if last != 3 || sources["s"] != 3 || !strings.Contains(logs.String(), tt.says) {
-			t.Fatalf("after an outside change: last %d, sources %v, logs %q; want 3, s=3 and a warning saying %q", last, sources, logs.String(), tt.says)
-		}
+		t.Run(tt.says, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "out.txt")
+			f, _ := reopen(t, path, testkit.Quiet())
+			writeBatch(t, f, testBatch(1, 3, "s"), 1<<20)
+			f.close()
+			if err := tt.change(path); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			reopened, sources := reopen(t, path, slog.New(slog.NewTextHandler(&logs, nil)))
+			last := reopened.last
+			if last != 3 || sources["s"] != 3 || !strings.Contains(logs.String(), tt.says) {
+				t.Fatalf("after an outside change: last %d, sources %v, logs %q; want 3, s=3 and a warning saying %q", last, sources, logs.String(), tt.says)
+			}
+		})
 	}
 }
 

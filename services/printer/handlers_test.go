@@ -50,8 +50,10 @@ func TestPatience(t *testing.T) {
 		{1 * time.Second, 800 * time.Millisecond},
 		{10 * time.Second, 9750 * time.Millisecond},
 	} {
-		if got := patience(tt.deadline); got != tt.want {
-			t.Errorf("patience(%v) = %v, want %v", tt.deadline, got, tt.want)
-		}
+		t.Run(tt.deadline.String(), func(t *testing.T) {
+			if got := patience(tt.deadline); got != tt.want {
+				t.Errorf("patience(%v) = %v, want %v", tt.deadline, got, tt.want)
+			}
+		})
 	}
 }

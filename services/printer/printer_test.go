@@ -317,10 +317,12 @@ func TestMessageLimits(t *testing.T) {
 		{101, 1, "at most 100 jobs per message (--printer-max-jobs)"},
 		{51, 2, "queue holds at most 200 jobs and 102500 bytes"},
 	} {
-		err := send(tt.jobs, tt.lines)
-		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{"jobs"}) || !strings.Contains(err.Error(), tt.says) {
-			t.Errorf("a message of %d jobs of %d lines: %v; want INVALID_ARGUMENT naming jobs, saying %q", tt.jobs, tt.lines, err, tt.says)
-		}
+		t.Run(fmt.Sprintf("%d jobs of %d lines", tt.jobs, tt.lines), func(t *testing.T) {
+			err := send(tt.jobs, tt.lines)
+			if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{"jobs"}) || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("a message of %d jobs of %d lines: %v; want INVALID_ARGUMENT naming jobs, saying %q", tt.jobs, tt.lines, err, tt.says)
+			}
+		})
 	}
 }
 
@@ -568,10 +570,12 @@ func TestBadInput(t *testing.T) {
 		{"every violation, in field order, whoever found it", []string{"12345678901", "\x00", "3", "4"}, "s\t", 1,
 			[]string{"lines", "lines[0]", "lines[1]", "source"}},
 	} {
-		_, err := r.client.Print(context.Background(), &printerv1.PrintRequest{Lines: tt.lines, Source: tt.source, SourceSequence: tt.seq})
-		if codeOf(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
-			t.Errorf("%s: Print answered %v, fields %v; want INVALID_ARGUMENT on %v", tt.name, err, violation.Fields(err), tt.fields)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := r.client.Print(context.Background(), &printerv1.PrintRequest{Lines: tt.lines, Source: tt.source, SourceSequence: tt.seq})
+			if codeOf(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
+				t.Errorf("%s: Print answered %v, fields %v; want INVALID_ARGUMENT on %v", tt.name, err, violation.Fields(err), tt.fields)
+			}
+		})
 	}
 	for _, tt := range []struct {
 		name   string
@@ -585,19 +589,21 @@ func TestBadInput(t *testing.T) {
 		{"every violation, in field order", [][]string{{"12345678901", "\x00"}, {"1", "2", "3", "bad\n"}},
 			[]string{"jobs[0].lines[0]", "jobs[0].lines[1]", "jobs[1].lines", "jobs[1].lines[3]"}},
 	} {
-		stream, err := r.client.PrintStream(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := &printerv1.PrintStreamRequest{}
-		for _, lines := range tt.jobs {
-			req.Jobs = append(req.Jobs, &printerv1.PrintJob{Lines: lines})
-		}
-		stream.Send(req)
-		_, err = stream.Recv()
-		if codeOf(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
-			t.Errorf("%s: PrintStream answered %v, fields %v; want INVALID_ARGUMENT on %v", tt.name, err, violation.Fields(err), tt.fields)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			stream, err := r.client.PrintStream(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := &printerv1.PrintStreamRequest{}
+			for _, lines := range tt.jobs {
+				req.Jobs = append(req.Jobs, &printerv1.PrintJob{Lines: lines})
+			}
+			stream.Send(req)
+			_, err = stream.Recv()
+			if codeOf(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
+				t.Errorf("%s: PrintStream answered %v, fields %v; want INVALID_ARGUMENT on %v", tt.name, err, violation.Fields(err), tt.fields)
+			}
+		})
 	}
 	if got := r.join(t); got != 0 || len(out.Lines()) != 0 {
 		t.Fatalf("after bad input only: Join = %d, printed %q", got, out.Lines())
@@ -689,12 +695,14 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--printer-file=" + filepath.Join(dir, "no", "such", "dir", "out.txt")}, "no such file or directory"},
 		{[]string{"--printer-file=" + filepath.Join(dir, "held.txt")}, "is another printer using --printer-file"},
 	} {
-		p, err := printer.New(config(t, tt.args...), io.Discard, jitter.New(0), slog.New(slog.DiscardHandler))
-		if err == nil {
-			p.Shutdown(context.Background())
-		}
-		if err == nil || !strings.Contains(err.Error(), tt.says) {
-			t.Errorf("New with %v: %v; want an error saying %q", tt.args, err, tt.says)
-		}
+		t.Run(tt.says, func(t *testing.T) {
+			p, err := printer.New(config(t, tt.args...), io.Discard, jitter.New(0), slog.New(slog.DiscardHandler))
+			if err == nil {
+				p.Shutdown(context.Background())
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("New with %v: %v; want an error saying %q", tt.args, err, tt.says)
+			}
+		})
 	}
 }

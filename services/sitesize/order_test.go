@@ -3,6 +3,7 @@ package sitesize_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -95,18 +96,20 @@ func TestOrderedResultsComeInRequestOrder(t *testing.T) {
 // either mode.
 func TestDuplicatesAreFetchedOnce(t *testing.T) {
 	for _, ordered := range []bool{false, true} {
-		web := newSite(t)
-		s := start(t, config())
-		a, b := web.url("/size/100"), web.url("/size/5")
-		got := s.measureOK(t, &sitesizev1.MeasureRequest{Urls: []string{a, b, a, a, b}, Ordered: ordered})
-		for i, want := range []int64{100, 5, 100, 100, 5} {
-			if got[i].GetSize() != want {
-				t.Errorf("ordered %v: index %d has size %d; want %d", ordered, i, got[i].GetSize(), want)
+		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
+			web := newSite(t)
+			s := start(t, config())
+			a, b := web.url("/size/100"), web.url("/size/5")
+			got := s.measureOK(t, &sitesizev1.MeasureRequest{Urls: []string{a, b, a, a, b}, Ordered: ordered})
+			for i, want := range []int64{100, 5, 100, 100, 5} {
+				if got[i].GetSize() != want {
+					t.Errorf("ordered %v: index %d has size %d; want %d", ordered, i, got[i].GetSize(), want)
+				}
 			}
-		}
-		if n, m := web.hitsOf("/size/100"), web.hitsOf("/size/5"); n != 1 || m != 1 {
-			t.Errorf("ordered %v: the site was asked %d and %d times; want once each", ordered, n, m)
-		}
+			if n, m := web.hitsOf("/size/100"), web.hitsOf("/size/5"); n != 1 || m != 1 {
+				t.Errorf("ordered %v: the site was asked %d and %d times; want once each", ordered, n, m)
+			}
+		})
 	}
 }
 
