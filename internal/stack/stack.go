@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -114,7 +113,7 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 func build(c Config, name string, srv *serve.Server, log *slog.Logger) (serve.Service, error) {
 	switch name {
 	case "printer":
-		return printer.New(c.Printer, os.Stdout, jitter.New(c.Jitter), log.With("service", "printer"))
+		return printer.New(c.Printer, printer.Deps{Log: log.With("service", "printer"), Jitter: jitter.New(c.Jitter)})
 	case "counter":
 		return newCounter(c, srv, log)
 	case "sitesize":

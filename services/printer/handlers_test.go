@@ -26,7 +26,7 @@ func FuzzCheckJob(f *testing.F) {
 		if streamed {
 			prefix = "jobs[3]."
 		}
-		p := &Printer{limits: Config{MaxLines: int(maxLines), MaxLineBytes: int(maxBytes)}}
+		p := &Service{limits: Config{MaxLines: int(maxLines), MaxLineBytes: int(maxBytes)}}
 		var l violation.List
 		p.checkJob(&l, prefix, lines)
 		var want []string

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -678,7 +677,7 @@ func TestRestartWithFile(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	testkit.NoLeaks(t)
 	dir := t.TempDir()
-	held, err := printer.New(config(t, "--printer-file="+filepath.Join(dir, "held.txt")), io.Discard, jitter.New(0), slog.New(slog.DiscardHandler))
+	held, err := printer.New(config(t, "--printer-file="+filepath.Join(dir, "held.txt")), printer.Deps{Stdout: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -696,7 +695,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--printer-file=" + filepath.Join(dir, "held.txt")}, "is another printer using --printer-file"},
 	} {
 		t.Run(tt.says, func(t *testing.T) {
-			p, err := printer.New(config(t, tt.args...), io.Discard, jitter.New(0), slog.New(slog.DiscardHandler))
+			p, err := printer.New(config(t, tt.args...), printer.Deps{Stdout: io.Discard})
 			if err == nil {
 				p.Shutdown(context.Background())
 			}
@@ -704,5 +703,28 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("New with %v: %v; want an error saying %q", tt.args, err, tt.says)
 			}
 		})
+	}
+}
+
+// Shutdown may be called more than once: after the server's, or twice on a printer that never
+// served, and with every Deps left zero. Later calls wait for the same end and return the same.
+func TestShutdownTwice(t *testing.T) {
+	testkit.NoLeaks(t)
+	r := start(t, config(t, "--printer-file="+filepath.Join(t.TempDir(), "out.txt")), io.Discard, jitter.New(0))
+	r.print(t, "one")
+	if err := r.stop(); err != nil {
+		t.Fatalf("the server's shutdown: %v", err)
+	}
+	if err := r.printer.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after the server's: %v", err)
+	}
+	p, err := printer.New(config(t, "--printer-stdout=false"), printer.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown #%d: %v", i+1, err)
+		}
 	}
 }

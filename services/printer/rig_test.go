@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"log/slog"
 	"sync"
 	"testing"
 
@@ -37,7 +36,7 @@ func config(t *testing.T, args ...string) printer.Config {
 
 // rig is a printer served by the real server runtime on a loopback port, with a client.
 type rig struct {
-	printer *printer.Printer
+	printer *printer.Service
 	client  printerv1.PrinterServiceClient
 	addr    string
 	stop    func() error // stops the server gracefully (the printer drains) and returns Serve's result
@@ -45,7 +44,7 @@ type rig struct {
 
 func start(t *testing.T, cfg printer.Config, stdout io.Writer, j jitter.Jitter, dial ...grpc.DialOption) *rig {
 	t.Helper()
-	p, err := printer.New(cfg, stdout, j, slog.New(slog.DiscardHandler))
+	p, err := printer.New(cfg, printer.Deps{Stdout: stdout, Jitter: j})
 	if err != nil {
 		t.Fatalf("printer.New: %v", err)
 	}
