@@ -119,7 +119,7 @@ func build(c Config, name string, srv *serve.Server, log *slog.Logger) (serve.Se
 	case "sitesize":
 		return sitesize.New(c.Sitesize, jitter.New(c.Jitter), srv.Metrics())
 	case "caser":
-		return caser.New(c.Caser, jitter.New(c.Jitter))
+		return caser.New(c.Caser, caser.Deps{Log: log.With("service", "caser"), Jitter: jitter.New(c.Jitter)})
 	}
 	return nil, fmt.Errorf("no service is named %q", name)
 }

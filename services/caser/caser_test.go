@@ -49,7 +49,7 @@ func defaults() caser.Config {
 func start(t *testing.T, cfg caser.Config, j jitter.Jitter) (addr string, stop func() error) {
 	t.Helper()
 	testkit.NoLeaks(t) // first, so that it checks last
-	svc, err := caser.New(cfg, j)
+	svc, err := caser.New(cfg, caser.Deps{Jitter: j})
 	if err != nil {
 		t.Fatalf("caser.New: %v", err)
 	}
@@ -549,9 +549,27 @@ func TestBadConfiguration(t *testing.T) {
 		t.Run(tt.says, func(t *testing.T) {
 			cfg := defaults()
 			tt.mutate(&cfg)
-			if _, err := caser.New(cfg, jitter.New(0)); err == nil || !strings.Contains(err.Error(), tt.says) {
+			if _, err := caser.New(cfg, caser.Deps{}); err == nil || !strings.Contains(err.Error(), tt.says) {
 				t.Errorf("New(%+v) = %v, want an error about %s", cfg, err, tt.says)
 			}
 		})
+	}
+}
+
+// Shutdown may be called again after the server's, while the session it said goodbye to is
+// still open on the client's side.
+func TestShutdownTwice(t *testing.T) {
+	testkit.NoLeaks(t)
+	svc, err := caser.New(defaults(), caser.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop := e2e.Serve(t, nil, svc)
+	open(t, dial(t, addr)).ask("hello")
+	if err := stop(); err != nil {
+		t.Fatalf("the server's shutdown: %v", err)
+	}
+	if err := svc.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after the server's: %v", err)
 	}
 }
