@@ -117,7 +117,7 @@ func build(c Config, name string, srv *serve.Server, log *slog.Logger) (serve.Se
 	case "counter":
 		return newCounter(c, srv, log)
 	case "sitesize":
-		return sitesize.New(c.Sitesize, jitter.New(c.Jitter), srv.Metrics())
+		return sitesize.New(c.Sitesize, sitesize.Deps{Log: log.With("service", "sitesize"), Jitter: jitter.New(c.Jitter), Metrics: srv.Metrics()})
 	case "caser":
 		return caser.New(c.Caser, caser.Deps{Log: log.With("service", "caser"), Jitter: jitter.New(c.Jitter)})
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/services/sitesize"
 )
 
 // gateURLs returns the URLs of gates named by names.
@@ -262,5 +263,28 @@ func TestRefusedAfterShutdown(t *testing.T) {
 	}
 	if n := web.hitsOf("/size/1"); n != 0 {
 		t.Fatalf("the site was asked %d times", n)
+	}
+}
+
+// Shutdown may be called more than once: after the server's, or twice on a service that never
+// served, with every Deps left zero.
+func TestShutdownTwice(t *testing.T) {
+	web := newSite(t)
+	s := start(t, config())
+	s.measureOK(t, &sitesizev1.MeasureRequest{Urls: []string{web.url("/size/1")}})
+	if err := s.stop(); err != nil {
+		t.Fatalf("the server's shutdown: %v", err)
+	}
+	if err := s.svc.Shutdown(t.Context()); err != nil {
+		t.Fatalf("Shutdown after the server's: %v", err)
+	}
+	svc, err := sitesize.New(config(), sitesize.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := svc.Shutdown(t.Context()); err != nil {
+			t.Fatalf("Shutdown #%d: %v", i+1, err)
+		}
 	}
 }
