@@ -6,14 +6,13 @@ import (
 	"slices"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/concur-dev/concur/internal/recv"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 // Pump hands the messages on in order, then the error that ended the stream.
 func TestPumpInOrderThenEnd(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	testkit.NoLeaks(t)
 	sent := []int{1, 2, 3}
 	i := 0
 	msgs, ended := recv.Pump(t.Context(), func() (int, error) {
@@ -34,7 +33,7 @@ func TestPumpInOrderThenEnd(t *testing.T) {
 
 // The receiving goroutine ends with the call even when nobody takes its message.
 func TestPumpEndsWithTheCall(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	testkit.NoLeaks(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	received := make(chan struct{})
 	recv.Pump(ctx, func() (string, error) {
