@@ -85,7 +85,7 @@ func caserDefaults() caser.Config {
 func newCaser(announce time.Duration) *caser.Service {
 	c := caserDefaults()
 	c.Announce = announce
-	svc, err := caser.New(c, jitter.New(0))
+	svc, err := caser.New(c, caser.Deps{Jitter: jitter.New(0)})
 	if err != nil {
 		panic(err) // the defaults are valid
 	}

@@ -40,7 +40,7 @@ func (e *env) printerServer() (printerv1.PrinterServiceClient, error) {
 	var cfg printer.Config
 	cfg.RegisterFlags(flag.NewFlagSet("printer", flag.ContinueOnError))
 	cfg.File, cfg.Stdout = filepath.Join(dir, "out.txt"), false
-	p, err := printer.New(cfg, io.Discard, jitter.New(0), slog.New(slog.DiscardHandler))
+	p, err := printer.New(cfg, printer.Deps{Stdout: io.Discard, Jitter: jitter.New(0), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}

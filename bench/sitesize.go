@@ -45,7 +45,7 @@ func init() {
 		c.Workers, c.MaxConcurrency = 2000, 2000
 		c.Allow = sitesize.Prefixes{netip.MustParsePrefix("127.0.0.0/8")}
 		c.AllowPorts = sitesize.Ports{{First: 1, Last: 65535}}
-		svc, err := sitesize.New(c, jitter.New(0), prometheus.NewRegistry())
+		svc, err := sitesize.New(c, sitesize.Deps{Jitter: jitter.New(0), Metrics: prometheus.NewRegistry()})
 		if err != nil {
 			return nil, err
 		}

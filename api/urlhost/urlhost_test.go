@@ -38,18 +38,22 @@ func TestIPv4(t *testing.T) {
 		"０ｘ７ｆ０００００１":               "127.0.0.1",
 		"127。0。0。1":                "127.0.0.1", // ideographic full stops
 	} {
-		addr, ok, err := urlhost.IPv4(host)
-		if err != nil || !ok || addr != netip.MustParseAddr(want) {
-			t.Errorf("IPv4(%q) = %v, %v, %v; want %s", host, addr, ok, err, want)
-		}
+		t.Run(host, func(t *testing.T) {
+			addr, ok, err := urlhost.IPv4(host)
+			if err != nil || !ok || addr != netip.MustParseAddr(want) {
+				t.Errorf("IPv4(%q) = %v, %v, %v; want %s", host, addr, ok, err, want)
+			}
+		})
 	}
 	for _, host := range []string{
 		"example.com", "localhost", "localhost.", "", ".", "..", "1.2.3.4..", "0x7f.0.0.0x7g", "1e1",
 		"127.0.0.1.example", "xn--n3h", "::1", "::ffff:127.0.0.1", "fe80::1%eth0",
 	} {
-		if addr, ok, err := urlhost.IPv4(host); ok || err != nil || addr.IsValid() {
-			t.Errorf("IPv4(%q) = %v, %v, %v; want a name", host, addr, ok, err)
-		}
+		t.Run(host, func(t *testing.T) {
+			if addr, ok, err := urlhost.IPv4(host); ok || err != nil || addr.IsValid() {
+				t.Errorf("IPv4(%q) = %v, %v, %v; want a name", host, addr, ok, err)
+			}
+		})
 	}
 	for host, says := range map[string]string{
 		"256.256.256.256":         `part "256" is over 255`,
@@ -73,10 +77,12 @@ func TestIPv4(t *testing.T) {
 		".1":                      `part "" is not`,
 		"１.２.３.２５６":               `part "256" is over 255`,
 	} {
-		addr, ok, err := urlhost.IPv4(host)
-		if ok || addr.IsValid() || !errors.Is(err, urlhost.ErrNotIPv4) || !strings.Contains(err.Error(), says) {
-			t.Errorf("IPv4(%q) = %v, %v, %v; want ErrNotIPv4 saying %q", host, addr, ok, err, says)
-		}
+		t.Run(host, func(t *testing.T) {
+			addr, ok, err := urlhost.IPv4(host)
+			if ok || addr.IsValid() || !errors.Is(err, urlhost.ErrNotIPv4) || !strings.Contains(err.Error(), says) {
+				t.Errorf("IPv4(%q) = %v, %v, %v; want ErrNotIPv4 saying %q", host, addr, ok, err, says)
+			}
+		})
 	}
 }
 

@@ -149,9 +149,11 @@ func TestSortPutsUnknownFieldsLast(t *testing.T) {
 		{[]string{"name[0]", "jobs.lines", "by_num[x]", "name.x", "jobs[1", "by_name[\"a]", "name"}, []string{"jobs.lines", "jobs[1", "by_name[\"a]", "name", "name[0]", "name.x", "by_num[x]"}},
 		{[]string{"", "jobs[-1]", "jobs[+1]", "jobs[0]x", "jobs[0]"}, []string{"jobs[0]", "jobs[0]x", "jobs[-1]", "jobs[+1]", ""}},
 	} {
-		if got := sorted(md, tt.in); !slices.Equal(got, tt.want) {
-			t.Errorf("Sort(%q) = %q, want %q", tt.in, got, tt.want)
-		}
+		t.Run(strings.Join(tt.in, ","), func(t *testing.T) {
+			if got := sorted(md, tt.in); !slices.Equal(got, tt.want) {
+				t.Errorf("Sort(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
 	}
 }
 

@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/concur-dev/concur/internal/e2e"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }
@@ -25,7 +24,7 @@ const testTimeout = 2 * time.Minute
 // outlive it.
 func concurd(t *testing.T, args ...string) *e2e.Process {
 	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, so it runs last
+	testkit.NoLeaks(t) // first, so that it checks last
 	return e2e.StartConcurd(t, append([]string{"--services=caser", "--caser-announce=0"}, args...)...)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -104,7 +105,7 @@ func TestClient(t *testing.T) {
 			}
 			got = append(got, r)
 		}
-		slices.SortFunc(got, func(a, b jsonResult) int { return int(a.Index) - int(b.Index) })
+		slices.SortFunc(got, func(a, b jsonResult) int { return cmp.Compare(a.Index, b.Index) })
 		if len(got) != 3 || got[0].Size != 5 || !got[0].Truncated || got[1].Size != 5 || got[2].Size != 3 || got[2].Truncated || *got[2].Status != 200 {
 			t.Fatalf("results: %+v", got)
 		}

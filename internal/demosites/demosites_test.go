@@ -5,15 +5,14 @@ import (
 	"net/http"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/concur-dev/concur/internal/demosites"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 // Every page has its site's size, cnbc is listed twice with the same page, an unknown path is
 // 404, and nothing outlives Close.
 func TestSites(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	testkit.NoLeaks(t)
 	s, err := demosites.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"log/slog"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -16,6 +15,7 @@ import (
 	"github.com/concur-dev/concur/internal/dial"
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -48,7 +48,7 @@ func TestDialWithMutualTLSAndToken(t *testing.T) {
 	var cfg serve.Config
 	cfg.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
 	cfg.Listen, cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, cfg.AuthTokenFile = "127.0.0.1:0", certs.ServerCert, certs.ServerKey, certs.CA, token
-	srv, err := serve.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := serve.New(cfg, testkit.Quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,9 +91,11 @@ func TestDialRefusesBadFiles(t *testing.T) {
 		"missing cert": {Addr: "x:1", CertFile: "/nonexistent", KeyFile: "/nonexistent"},
 		"token file":   {Addr: "x:1", TokenFile: "/nonexistent"},
 	} {
-		if conn, err := c.Dial(); err == nil {
-			conn.Close()
-			t.Errorf("%s: Dial succeeded", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if conn, err := c.Dial(); err == nil {
+				conn.Close()
+				t.Errorf("%s: Dial succeeded", name)
+			}
+		})
 	}
 }

@@ -24,6 +24,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 var (
@@ -139,8 +141,8 @@ type Process struct {
 	MetricsAddr string
 
 	cmd  *exec.Cmd
-	logs *lockedBuffer
-	out  *lockedBuffer
+	logs *testkit.Buffer
+	out  *testkit.Buffer
 	done chan struct{}
 	err  error
 }
@@ -157,7 +159,7 @@ func StartConcurd(t testing.TB, args ...string) *Process {
 // file (the counter's database) is never shared with the user or with another test.
 func Start(t testing.TB, bin string, args ...string) *Process {
 	t.Helper()
-	p := &Process{cmd: exec.Command(bin, args...), logs: &lockedBuffer{}, out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &Process{cmd: exec.Command(bin, args...), logs: &testkit.Buffer{}, out: &testkit.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir())
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -322,23 +324,6 @@ func RunErr(t testing.TB, stdin string, bin string, args ...string) (stdout, std
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
 	return out.String(), errOut.String(), err
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // ExitCode is the exit status of a command that ended with err: 0 for nil, the process's

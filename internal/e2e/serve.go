@@ -3,11 +3,11 @@ package e2e
 import (
 	"context"
 	"flag"
-	"log/slog"
 	"sync"
 	"testing"
 
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 // Serve runs services in this process on the real server runtime, on a free loopback port,
@@ -23,7 +23,7 @@ func Serve(t testing.TB, configure func(*serve.Config), services ...serve.Servic
 	if configure != nil {
 		configure(&c)
 	}
-	srv, err := serve.New(c, slog.New(slog.DiscardHandler))
+	srv, err := serve.New(c, testkit.Quiet())
 	if err != nil {
 		for _, s := range services {
 			s.Shutdown(context.Background())

@@ -30,6 +30,7 @@ import (
 	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -111,7 +112,7 @@ func (f *fakePrinter) Tail(_ *printerv1.TailRequest, stream printerv1.PrinterSer
 func start(t *testing.T, cfg serve.Config, services ...serve.Service) (*serve.Server, func() error) {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := serve.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := serve.New(cfg, testkit.Quiet())
 	if err != nil {
 		t.Fatalf("serve.New: %v", err)
 	}
@@ -247,10 +248,12 @@ func TestAuth(t *testing.T) {
 		"wrong":        metadata.Pairs("authorization", "Bearer nope"),
 		"wrong scheme": metadata.Pairs("authorization", "Basic s3cret"),
 	} {
-		ctx := metadata.NewOutgoingContext(context.Background(), md)
-		if _, err := client.Print(ctx, req); status.Code(err) != codes.Unauthenticated {
-			t.Errorf("%s token: %v, want Unauthenticated", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			ctx := metadata.NewOutgoingContext(context.Background(), md)
+			if _, err := client.Print(ctx, req); status.Code(err) != codes.Unauthenticated {
+				t.Errorf("%s token: %v, want Unauthenticated", name, err)
+			}
+		})
 	}
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer s3cret")
 	if _, err := client.Print(ctx, req); err != nil {
@@ -459,11 +462,13 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 		"key is not a cert":  func(c *serve.Config) { c.TLSCert, c.TLSKey = certs.ServerKey, certs.ServerKey },
 		"no handshake time":  func(c *serve.Config) { c.HandshakeTimeout = 0 },
 	} {
-		cfg := defaults(t)
-		mutate(&cfg)
-		if _, err := serve.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
-			t.Errorf("%s: serve.New accepted it", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			cfg := defaults(t)
+			mutate(&cfg)
+			if _, err := serve.New(cfg, testkit.Quiet()); err == nil {
+				t.Errorf("%s: serve.New accepted it", name)
+			}
+		})
 	}
 }
 

@@ -53,13 +53,14 @@ type Service interface {
 	Name() string
 	// Register adds the service's handlers to a gRPC server.
 	Register(grpc.ServiceRegistrar)
-	// Shutdown is called once, when the server has stopped taking new calls from outside and
-	// is waiting for open ones. It finishes what the service accepted and ends the service's
-	// open streams (telling their clients why), so that the wait ends. Services are shut down
-	// in the reverse of the order they were registered in, and the in-process connection
-	// (Local) keeps working until every Shutdown has returned, so a service registered later
-	// may still call one registered earlier while it drains. Shutdown returns when its work is
-	// done or ctx ends.
+	// Shutdown is called when the server has stopped taking new calls from outside and is
+	// waiting for open ones. It finishes what the service accepted and ends the service's open
+	// streams (telling their clients why), so that the wait ends. Services are shut down in
+	// the reverse of the order they were registered in, and the in-process connection (Local)
+	// keeps working until every Shutdown has returned, so a service registered later may
+	// still call one registered earlier while it drains. Shutdown returns when its work is
+	// done or ctx ends. The server calls it once; it must allow more calls (whoever built the
+	// service may call it too), each waiting for the same end.
 	Shutdown(ctx context.Context) error
 }
 

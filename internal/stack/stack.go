@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -114,13 +113,13 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 func build(c Config, name string, srv *serve.Server, log *slog.Logger) (serve.Service, error) {
 	switch name {
 	case "printer":
-		return printer.New(c.Printer, os.Stdout, jitter.New(c.Jitter), log.With("service", "printer"))
+		return printer.New(c.Printer, printer.Deps{Log: log.With("service", "printer"), Jitter: jitter.New(c.Jitter)})
 	case "counter":
 		return newCounter(c, srv, log)
 	case "sitesize":
-		return sitesize.New(c.Sitesize, jitter.New(c.Jitter), srv.Metrics())
+		return sitesize.New(c.Sitesize, sitesize.Deps{Log: log.With("service", "sitesize"), Jitter: jitter.New(c.Jitter), Metrics: srv.Metrics()})
 	case "caser":
-		return caser.New(c.Caser, jitter.New(c.Jitter))
+		return caser.New(c.Caser, caser.Deps{Log: log.With("service", "caser"), Jitter: jitter.New(c.Jitter)})
 	}
 	return nil, fmt.Errorf("no service is named %q", name)
 }

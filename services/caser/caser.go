@@ -5,7 +5,7 @@
 // A session's handler goroutine owns the session: it holds the mode, computes every reply and
 // is the stream's only sender (gRPC allows one), choosing in one select among the client's
 // next line, the next announcement, the idle timer and shutdown, so an announcement never
-// races a reply. serve.Receive does the session's Recv in a goroutine of its own, since a
+// races a reply. recv.Pump does the session's Recv in a goroutine of its own, since a
 // blocked Recv cannot be selected on. A client that stops reading blocks its own session's
 // Send and nothing else.
 //
@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,16 +58,26 @@ type Service struct {
 	cfg    Config
 	jitter jitter.Jitter
 
-	gate    *gate
-	closing chan struct{} // closed when Shutdown begins
+	gate      *gate
+	closing   chan struct{} // closed when Shutdown begins
+	closeOnce sync.Once
 
 	announcing sync.Once
 	latest     atomic.Pointer[beat] // the newest beat, where a new session starts
 }
 
+// Deps are what the caser is given by whoever assembles it. Each may be left zero: a nil Log
+// discards, the zero Jitter is off.
+type Deps struct {
+	// Log gets the caser's one line when it is ready.
+	Log *slog.Logger
+	// Jitter sleeps before each message a session sends.
+	Jitter jitter.Jitter
+}
+
 // New returns a caser configured by cfg. Its goroutines start with the first session;
 // Shutdown ends them.
-func New(cfg Config, j jitter.Jitter) (*Service, error) {
+func New(cfg Config, d Deps) (*Service, error) {
 	var errs []error
 	if cfg.Announce < 0 {
 		errs = append(errs, fmt.Errorf("--caser-announce must not be negative, got %v", cfg.Announce))
@@ -80,8 +91,13 @@ func New(cfg Config, j jitter.Jitter) (*Service, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, jitter: j, gate: newGate(), closing: make(chan struct{})}
+	s := &Service{cfg: cfg, jitter: d.Jitter, gate: newGate(), closing: make(chan struct{})}
 	s.latest.Store(newBeat(time.Now()))
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log.Info("caser ready", "announce", cfg.Announce, "idle", cfg.Idle, "max_line_bytes", cfg.MaxLineBytes)
 	return s, nil
 }
 
@@ -93,10 +109,13 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { caserv1.RegisterCaserServi
 
 // Shutdown says goodbye to every open session and waits until each has ended, and the
 // announcer with them, or until ctx ends (a client that never reads cannot be sent its
-// goodbye). Sessions opened from now on are refused with UNAVAILABLE.
+// goodbye). Sessions opened from now on are refused with UNAVAILABLE. It may be called again,
+// also after a deadline passed: each call waits for the same end.
 func (s *Service) Shutdown(ctx context.Context) error {
-	close(s.closing)
-	s.gate.close()
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.gate.close()
+	})
 	select {
 	case <-s.gate.empty:
 		return nil

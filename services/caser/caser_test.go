@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,6 +25,7 @@ import (
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/testkit"
 	"github.com/concur-dev/concur/services/caser"
 	"github.com/concur-dev/concur/services/caser/pycase"
 )
@@ -48,8 +48,8 @@ func defaults() caser.Config {
 // Serve's result. Nothing the test started may outlive it.
 func start(t *testing.T, cfg caser.Config, j jitter.Jitter) (addr string, stop func() error) {
 	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, so it runs last
-	svc, err := caser.New(cfg, j)
+	testkit.NoLeaks(t) // first, so that it checks last
+	svc, err := caser.New(cfg, caser.Deps{Jitter: j})
 	if err != nil {
 		t.Fatalf("caser.New: %v", err)
 	}
@@ -248,10 +248,12 @@ func TestCaseRefusesBadInput(t *testing.T) {
 		// Validate and the limit both find the text.
 		{&caserv1.CaseRequest{Text: "12345678\xff", Mode: 7}, []string{"text", "text", "mode"}},
 	} {
-		_, err := client.Case(context.Background(), tt.req)
-		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
-			t.Errorf("Case(%v) = %v, want INVALID_ARGUMENT on %q", tt.req, err, tt.fields)
-		}
+		t.Run(fmt.Sprintf("%+q mode %d", tt.req.GetText(), tt.req.GetMode()), func(t *testing.T) {
+			_, err := client.Case(context.Background(), tt.req)
+			if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
+				t.Errorf("Case(%v) = %v, want INVALID_ARGUMENT on %q", tt.req, err, tt.fields)
+			}
+		})
 	}
 	if resp, err := client.Case(context.Background(), &caserv1.CaseRequest{Text: "12345678"}); err != nil || resp.GetText() != "12345678" {
 		t.Errorf("Case of a text at the limit = %v, %v", resp, err)
@@ -273,24 +275,26 @@ func TestSessionRefusesBadLines(t *testing.T) {
 		{"caf\xe9", []string{"UTF-8"}},
 		{strings.Repeat("x", 16) + "\xe9", []string{"UTF-8", "--caser-max-line-bytes"}},
 	} {
-		s := open(t, client)
-		s.send("fine")
-		s.send(tt.line)
-		casedOf(t, s.reply(), "fine", caserv1.Mode_MODE_UPPER)
-		err := s.ended(codes.InvalidArgument)
-		want := slices.Repeat([]string{"line"}, len(tt.found))
-		if !slices.Equal(violation.Fields(err), want) {
-			t.Errorf("line %+q ended the session with %v, want violations on %q", tt.line, err, want)
-		}
-		msg, at := status.Convert(err).Message(), 0
-		for _, f := range tt.found {
-			i := strings.Index(msg[at:], f)
-			if i < 0 {
-				t.Errorf("line %+q: message %q does not say %q after what comes before it", tt.line, msg, f)
-				break
+		t.Run(fmt.Sprintf("%+q", tt.line), func(t *testing.T) {
+			s := open(t, client)
+			s.send("fine")
+			s.send(tt.line)
+			casedOf(t, s.reply(), "fine", caserv1.Mode_MODE_UPPER)
+			err := s.ended(codes.InvalidArgument)
+			want := slices.Repeat([]string{"line"}, len(tt.found))
+			if !slices.Equal(violation.Fields(err), want) {
+				t.Errorf("line %+q ended the session with %v, want violations on %q", tt.line, err, want)
 			}
-			at += i + len(f)
-		}
+			msg, at := status.Convert(err).Message(), 0
+			for _, f := range tt.found {
+				i := strings.Index(msg[at:], f)
+				if i < 0 {
+					t.Errorf("line %+q: message %q does not say %q after what comes before it", tt.line, msg, f)
+					break
+				}
+				at += i + len(f)
+			}
+		})
 	}
 	s := open(t, client)
 	casedOf(t, s.ask(strings.Repeat("é", 8)), strings.Repeat("é", 8), caserv1.Mode_MODE_UPPER) // 16 bytes
@@ -542,10 +546,30 @@ func TestBadConfiguration(t *testing.T) {
 		{func(c *caser.Config) { c.Idle = -time.Second }, "--caser-idle"},
 		{func(c *caser.Config) { c.MaxLineBytes = 0 }, "--caser-max-line-bytes"},
 	} {
-		cfg := defaults()
-		tt.mutate(&cfg)
-		if _, err := caser.New(cfg, jitter.New(0)); err == nil || !strings.Contains(err.Error(), tt.says) {
-			t.Errorf("New(%+v) = %v, want an error about %s", cfg, err, tt.says)
-		}
+		t.Run(tt.says, func(t *testing.T) {
+			cfg := defaults()
+			tt.mutate(&cfg)
+			if _, err := caser.New(cfg, caser.Deps{}); err == nil || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("New(%+v) = %v, want an error about %s", cfg, err, tt.says)
+			}
+		})
+	}
+}
+
+// Shutdown may be called again after the server's, while the session it said goodbye to is
+// still open on the client's side.
+func TestShutdownTwice(t *testing.T) {
+	testkit.NoLeaks(t)
+	svc, err := caser.New(defaults(), caser.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop := e2e.Serve(t, nil, svc)
+	open(t, dial(t, addr)).ask("hello")
+	if err := stop(); err != nil {
+		t.Fatalf("the server's shutdown: %v", err)
+	}
+	if err := svc.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after the server's: %v", err)
 	}
 }

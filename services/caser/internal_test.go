@@ -6,15 +6,14 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/concur-dev/concur/internal/jitter"
 )
 
-// A session that arrives once shutdown has begun is refused, before it touches its stream.
+// A session that arrives once shutdown has begun is refused, before it touches its stream;
+// Shutdown may be called again.
 func TestSessionAfterShutdownIsRefused(t *testing.T) {
 	var c Config
 	c.MaxLineBytes = 1
-	s, err := New(c, jitter.New(0))
+	s, err := New(c, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,5 +22,8 @@ func TestSessionAfterShutdownIsRefused(t *testing.T) {
 	}
 	if err := s.Session(nil); status.Code(err) != codes.Unavailable {
 		t.Fatalf("Session after Shutdown = %v, want UNAVAILABLE", err)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown again: %v", err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
-	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/recv"
 )
 
 // Session is the talk's telnet conversation: see the package comment and the contract.
@@ -27,7 +27,7 @@ func (s *Service) Session(stream caserv1.CaserService_SessionServer) error {
 // it cannot take: Recv runs the request's Validate (valid UTF-8) and CheckLimits (the length
 // limit) and ends the stream with every violation they found.
 func (s *Service) converse(stream caserv1.CaserService_SessionServer) error {
-	reqs, ended := serve.Receive(stream.Context(), stream.Recv)
+	reqs, ended := recv.Pump(stream.Context(), stream.Recv)
 	mode := caserv1.Mode_MODE_UPPER
 	if err := stream.Send(welcome(mode)); err != nil {
 		return err

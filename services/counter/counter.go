@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +36,7 @@ import (
 	"github.com/concur-dev/concur/api/errinfo"
 	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/jitter"
-	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/recv"
 )
 
 // Memory is the --counter-db value that keeps nothing on disk.
@@ -89,13 +90,17 @@ func (c Config) check() error {
 	return nil
 }
 
-// Deps are what the counter is given by whoever assembles it.
+// Deps are what the counter is given by whoever assembles it. Each may be left zero: a nil
+// Log discards, the zero Jitter is off, a nil Metrics leaves the collectors unregistered, a
+// nil Printer runs the counter without forwarding (no outbox).
 type Deps struct {
-	// Printer receives the print jobs; nil runs the counter without forwarding (no outbox).
+	// Log gets the counter's notices, warnings and errors.
+	Log *slog.Logger
+	// Jitter sleeps between the steps of the owner and the forwarder.
+	Jitter jitter.Jitter
+	// Printer receives the print jobs.
 	Printer Printer
-	Jitter  jitter.Jitter
-	Log     *slog.Logger
-	// Metrics registers the counter's collectors; nil leaves them unregistered.
+	// Metrics registers the counter's collectors.
 	Metrics prometheus.Registerer
 }
 
@@ -106,6 +111,9 @@ type Service struct {
 	fwd     *forwarder // nil without a printer
 	stopFwd context.CancelFunc
 	closing chan struct{} // closed when Shutdown starts
+
+	shutdownOnce sync.Once
+	shutdownErr  error // what the first Shutdown returned
 }
 
 // New opens the counter's database, loads it, and starts the owner and, with a printer, the
@@ -168,8 +176,15 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { counterv1.RegisterCounterS
 // Shutdown finishes what was accepted: the owner applies and commits what reached it and
 // refuses the rest, Watch and IncrementStream calls are ended telling why, the forwarder
 // hands the printer what it takes before ctx ends (the rest stays in the outbox for the next
-// start), and the database is closed.
+// start), and the database is closed. It returns once the owner has stopped and the database
+// is closed, even when ctx ends first. It may be called again: a later call waits for the
+// first and returns what it returned.
 func (s *Service) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Service) shutdown(ctx context.Context) error {
 	close(s.closing)
 	var errs []error
 	closing := &closeMsg{newReply()}
@@ -215,7 +230,7 @@ func (s *Service) IncrementStream(stream counterv1.CounterService_IncrementStrea
 	ctx := stream.Context()
 	st := newStreamState()
 	defer s.owner.tell(&streamGoneMsg{st})
-	reqs, ended := serve.Receive(ctx, stream.Recv)
+	reqs, ended := recv.Pump(ctx, stream.Recv)
 	closing := s.closing
 	sent := 0
 	for {

@@ -3,7 +3,6 @@ package counter_test
 import (
 	"flag"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,6 +19,7 @@ import (
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/testkit"
 	"github.com/concur-dev/concur/services/counter"
 )
 
@@ -28,11 +27,7 @@ func TestMain(m *testing.M) { e2e.Main(m) }
 
 // noLeaks checks, after everything else the test cleans up, that no goroutine it started
 // is left. Call it first.
-func noLeaks(t *testing.T) {
-	t.Helper()
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-}
+var noLeaks = testkit.NoLeaks
 
 // config is the counter's default configuration, with a database in the test's folder.
 func config(t *testing.T) counter.Config {
@@ -43,7 +38,7 @@ func config(t *testing.T) counter.Config {
 	return c
 }
 
-var quiet = slog.New(slog.DiscardHandler)
+var quiet = testkit.Quiet()
 
 // counterServer is a counter served by the real server runtime on a loopback port.
 type counterServer struct {

@@ -19,6 +19,7 @@ import (
 
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/internal/e2e"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 // jobID names a job of the tests below: the client that sent it and its number there.
@@ -66,7 +67,7 @@ func readFile(t *testing.T, path string) []string {
 	if len(b) > 0 && b[len(b)-1] != '\n' {
 		t.Fatalf("%s ends inside a line", path)
 	}
-	return splitLines(string(b))
+	return testkit.Lines(string(b))
 }
 
 // 100 clients send 100 jobs of 3 lines each at once, half by Print, half by PrintStream, to
@@ -74,7 +75,7 @@ func readFile(t *testing.T, path string) []string {
 // each client's jobs in its order, numbered in the order they were printed; a Join then a
 // Tail from 0 agree with the file line for line.
 func TestHundredClientsWithJitter(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	path := filepath.Join(t.TempDir(), "out.txt")
 	p := e2e.StartConcurd(t, "--services=printer", "--jitter=50us", "--printer-stdout=false", "--printer-file="+path)
 	const clients, jobs, perJob = 100, 100, 3
@@ -185,7 +186,7 @@ func printStreamed(client printerv1.PrinterServiceClient, c, jobs int, job func(
 // accepted job is in the file when the process exits, and its receipt reached the sender
 // before the stream ended.
 func TestSIGTERMWritesEveryAcceptedJob(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	path := filepath.Join(t.TempDir(), "out.txt")
 	// Jitter slows the writer (a pause after each job) far more than acceptance (a pause per
 	// message), so that most jobs are still queued at SIGTERM.
@@ -251,7 +252,7 @@ func TestSIGTERMWritesEveryAcceptedJob(t *testing.T) {
 // holds is recognised as a duplicate, and one it lost (cut off with an incomplete batch, or
 // accepted but never written) is printed.
 func TestKilledThenResentPrintsEveryJobOnce(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	path := filepath.Join(t.TempDir(), "out.txt")
 	const jobs = 3000
 	send := func(p *e2e.Process, upTo int) (duplicates int, err error) {
@@ -309,7 +310,7 @@ func TestKilledThenResentPrintsEveryJobOnce(t *testing.T) {
 // concurd refuses to start on a bad printer flag, or on a file another concurd prints to,
 // saying why.
 func TestConcurdRefusesToStart(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	path := filepath.Join(t.TempDir(), "out.txt")
 	e2e.StartConcurd(t, "--services=printer", "--printer-file="+path)
 	for _, tt := range []struct {
@@ -320,10 +321,12 @@ func TestConcurdRefusesToStart(t *testing.T) {
 		{[]string{"--printer-flush-interval=-1s"}, "--printer-flush-interval is -1s"},
 		{[]string{"--printer-file=" + path}, "is another printer using --printer-file " + path},
 	} {
-		_, stderr, err := e2e.RunErr(t, "", e2e.Concurd(t), append([]string{"--listen=127.0.0.1:0"}, tt.args...)...)
-		if e2e.ExitCode(err) != 1 || !strings.Contains(stderr, tt.says) {
-			t.Errorf("concurd %v: %v, stderr %q; want exit 1 saying %q", tt.args, err, stderr, tt.says)
-		}
+		t.Run(strings.SplitN(tt.args[0], "=", 2)[0], func(t *testing.T) {
+			_, stderr, err := e2e.RunErr(t, "", e2e.Concurd(t), append([]string{"--listen=127.0.0.1:0"}, tt.args...)...)
+			if e2e.ExitCode(err) != 1 || !strings.Contains(stderr, tt.says) {
+				t.Errorf("concurd %v: %v, stderr %q; want exit 1 saying %q", tt.args, err, stderr, tt.says)
+			}
+		})
 	}
 }
 
@@ -333,7 +336,7 @@ func TestConcurdRefusesToStart(t *testing.T) {
 // resident memory under 256 MiB. concurd is built without the race detector here, which
 // multiplies memory.
 func TestMemoryIsBounded(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	path := filepath.Join(t.TempDir(), "out.txt")
 	p := e2e.Start(t, e2e.BuildWithoutRace(t, "./cmd/concurd"), "--listen=127.0.0.1:0", "--log-format=json",
 		"--services=printer", "--printer-stdout=false", "--printer-file="+path)

@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 // testBatch builds a batch of jobs numbered from first, each of one line, the job numbered
@@ -62,8 +63,6 @@ func crash(f *file) {
 	f.db.Close()
 }
 
-func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
 // FuzzCrashRecovery writes batches to a file and crashes while writing the last one, after
 // any number of its bytes; opening the file again must find exactly the batches that were
 // written whole, their last sequence, and the sources they carried, and nothing of the
@@ -78,7 +77,7 @@ func FuzzCrashRecovery(f *testing.F) {
 			t.Skip()
 		}
 		path := filepath.Join(t.TempDir(), "out.txt")
-		fl, _ := reopen(t, path, quiet())
+		fl, _ := reopen(t, path, testkit.Quiet())
 		var wantBytes []byte
 		wantSources := map[string]uint64{}
 		var wantLast uint64
@@ -99,7 +98,7 @@ func FuzzCrashRecovery(f *testing.F) {
 		}
 		crash(fl)
 
-		reopened, sources := reopen(t, path, quiet())
+		reopened, sources := reopen(t, path, testkit.Quiet())
 		last := reopened.last
 		got, err := os.ReadFile(path)
 		if err != nil {
@@ -122,19 +121,21 @@ func TestOutsideChangesAreReported(t *testing.T) {
 		{func(path string) error { return os.Truncate(path, 0) }, "shorter than the printer left it"},
 		{os.Remove, "shorter than the printer left it"},
 	} {
-		path := filepath.Join(t.TempDir(), "out.txt")
-		f, _ := reopen(t, path, quiet())
-		writeBatch(t, f, testBatch(1, 3, "s"), 1<<20)
-		f.close()
-		if err := tt.change(path); err != nil {
-			t.Fatal(err)
-		}
-		var logs bytes.Buffer
-		reopened, sources := reopen(t, path, slog.New(slog.NewTextHandler(&logs, nil)))
-		last := reopened.last
-		if last != 3 || sources["s"] != 3 || !strings.Contains(logs.String(), tt.says) {
-			t.Fatalf("after an outside change: last %d, sources %v, logs %q; want 3, s=3 and a warning saying %q", last, sources, logs.String(), tt.says)
-		}
+		t.Run(tt.says, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "out.txt")
+			f, _ := reopen(t, path, testkit.Quiet())
+			writeBatch(t, f, testBatch(1, 3, "s"), 1<<20)
+			f.close()
+			if err := tt.change(path); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			reopened, sources := reopen(t, path, slog.New(slog.NewTextHandler(&logs, nil)))
+			last := reopened.last
+			if last != 3 || sources["s"] != 3 || !strings.Contains(logs.String(), tt.says) {
+				t.Fatalf("after an outside change: last %d, sources %v, logs %q; want 3, s=3 and a warning saying %q", last, sources, logs.String(), tt.says)
+			}
+		})
 	}
 }
 
@@ -151,7 +152,7 @@ func appendTo(path, s string) error {
 // A damaged state stops the printer from starting, with an error that names the file.
 func TestDamagedStateIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.txt")
-	f, _ := reopen(t, path, quiet())
+	f, _ := reopen(t, path, testkit.Quiet())
 	f.close()
 	db, err := bolt.Open(path+".state", 0o600, nil)
 	if err != nil {
@@ -161,7 +162,7 @@ func TestDamagedStateIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, _, err := openFile(path, quiet()); err == nil || !strings.Contains(err.Error(), path+".state") || !strings.Contains(err.Error(), "the mark holds 7 bytes") {
+	if _, _, err := openFile(path, testkit.Quiet()); err == nil || !strings.Contains(err.Error(), path+".state") || !strings.Contains(err.Error(), "the mark holds 7 bytes") {
 		t.Fatalf("opening a damaged state: %v", err)
 	}
 }

@@ -15,12 +15,12 @@ import (
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/api/errinfo"
 	"github.com/concur-dev/concur/api/violation"
-	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/recv"
 )
 
 // Print accepts one job and answers with its sequence number once the owner has taken it:
 // a unary caller is not held for a flush (Join waits for that).
-func (p *Printer) Print(ctx context.Context, req *printerv1.PrintRequest) (*printerv1.PrintResponse, error) {
+func (p *Service) Print(ctx context.Context, req *printerv1.PrintRequest) (*printerv1.PrintResponse, error) {
 	job := &printerv1.PrintJob{Lines: req.GetLines(), Source: req.GetSource(), SourceSequence: req.GetSourceSequence()}
 	a, err := p.submit(ctx, []*printerv1.PrintJob{job})
 	if err != nil {
@@ -34,9 +34,9 @@ func (p *Printer) Print(ctx context.Context, req *printerv1.PrintRequest) (*prin
 // wait to be written, so a sender that does not wait for receipts keeps the batches full.
 // Shutdown ends it with UNAVAILABLE even while it waits for a message, so a goroutine
 // receives for it; what was accepted is written and its receipts sent first.
-func (p *Printer) PrintStream(stream printerv1.PrinterService_PrintStreamServer) error {
+func (p *Service) PrintStream(stream printerv1.PrinterService_PrintStreamServer) error {
 	ctx := stream.Context()
-	reqs, ended := serve.Receive(ctx, stream.Recv)
+	reqs, ended := recv.Pump(ctx, stream.Recv)
 	var unwritten []accepted // accepted messages, oldest first, whose receipts wait for the write
 	for {
 		var written <-chan uint64
@@ -74,7 +74,7 @@ func (p *Printer) PrintStream(stream printerv1.PrinterService_PrintStreamServer)
 
 // sendReceipts sends the receipts of the accepted messages as they are written, then ends the
 // stream with end.
-func (p *Printer) sendReceipts(ctx context.Context, stream printerv1.PrinterService_PrintStreamServer, unwritten []accepted, end error) error {
+func (p *Service) sendReceipts(ctx context.Context, stream printerv1.PrinterService_PrintStreamServer, unwritten []accepted, end error) error {
 	for _, a := range unwritten {
 		select {
 		case <-a.written:
@@ -89,7 +89,7 @@ func (p *Printer) sendReceipts(ctx context.Context, stream printerv1.PrinterServ
 }
 
 // Join answers once every job accepted before it is written to every sink and flushed.
-func (p *Printer) Join(ctx context.Context, _ *printerv1.JoinRequest) (*printerv1.JoinResponse, error) {
+func (p *Service) Join(ctx context.Context, _ *printerv1.JoinRequest) (*printerv1.JoinResponse, error) {
 	reply := make(chan uint64, 1)
 	switch err := p.call(ctx, func(o *owner) { o.join(reply) }); {
 	case errors.Is(err, errStopped): // everything accepted was written before the owner ended
@@ -108,7 +108,7 @@ func (p *Printer) Join(ctx context.Context, _ *printerv1.JoinRequest) (*printerv
 // Tail sends the written jobs from req.from_sequence on, a page at a time, then waits for more
 // unless req.history_only. It never holds up the owner: it asks for a page, sends it at the
 // client's pace, and asks again.
-func (p *Printer) Tail(req *printerv1.TailRequest, stream grpc.ServerStreamingServer[printerv1.TailResponse]) error {
+func (p *Service) Tail(req *printerv1.TailRequest, stream grpc.ServerStreamingServer[printerv1.TailResponse]) error {
 	ctx := stream.Context()
 	next, first, end := req.GetFromSequence(), true, uint64(0)
 	for {
@@ -148,7 +148,7 @@ func (p *Printer) Tail(req *printerv1.TailRequest, stream grpc.ServerStreamingSe
 
 // read takes a page of the history from the owner, or from what it left once it has ended
 // (stopped is then true).
-func (p *Printer) read(ctx context.Context, from uint64, first bool) (pg page, stopped bool, err error) {
+func (p *Service) read(ctx context.Context, from uint64, first bool) (pg page, stopped bool, err error) {
 	taken := make(chan struct{})
 	switch callErr := p.call(ctx, func(o *owner) {
 		if pg, err = o.hist.read(from, first); err == nil && len(pg.jobs) == 0 {
@@ -169,7 +169,7 @@ func (p *Printer) read(ctx context.Context, from uint64, first bool) (pg page, s
 // CheckLimits adds a violation for each limit of this printer that req breaks: what one
 // PrintStream message may hold, and what its queue can take at once, and each job's lines. The
 // server runs it with each request's Validate, before a handler sees the request.
-func (p *Printer) CheckLimits(req any, l *violation.List) {
+func (p *Service) CheckLimits(req any, l *violation.List) {
 	switch r := req.(type) {
 	case *printerv1.PrintRequest:
 		p.checkJob(l, "", r.GetLines())
@@ -191,7 +191,7 @@ func (p *Printer) CheckLimits(req any, l *violation.List) {
 }
 
 // checkJob adds a violation for each limit the job's lines break.
-func (p *Printer) checkJob(l *violation.List, prefix string, lines []string) {
+func (p *Service) checkJob(l *violation.List, prefix string, lines []string) {
 	if len(lines) > p.limits.MaxLines {
 		l.Addf(prefix+"lines", "holds %d lines; this printer takes at most %d lines per job (--printer-max-lines): split the job", len(lines), p.limits.MaxLines)
 	}
@@ -206,7 +206,7 @@ func (p *Printer) checkJob(l *violation.List, prefix string, lines []string) {
 // answered. With a deadline it gives up a little before it (see patience), so that the
 // caller hears RESOURCE_EXHAUSTED rather than its own DEADLINE_EXCEEDED. Jobs are accepted
 // whole or not at all: a submission given up while it waits for room is withdrawn.
-func (p *Printer) submit(ctx context.Context, jobs []*printerv1.PrintJob) (accepted, error) {
+func (p *Service) submit(ctx context.Context, jobs []*printerv1.PrintJob) (accepted, error) {
 	s := &submission{jobs: jobs, reply: make(chan accepted, 1)}
 	for _, j := range jobs {
 		s.bytes += size(j.GetLines())

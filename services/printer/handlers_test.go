@@ -26,7 +26,7 @@ func FuzzCheckJob(f *testing.F) {
 		if streamed {
 			prefix = "jobs[3]."
 		}
-		p := &Printer{limits: Config{MaxLines: int(maxLines), MaxLineBytes: int(maxBytes)}}
+		p := &Service{limits: Config{MaxLines: int(maxLines), MaxLineBytes: int(maxBytes)}}
 		var l violation.List
 		p.checkJob(&l, prefix, lines)
 		var want []string
@@ -50,8 +50,10 @@ func TestPatience(t *testing.T) {
 		{1 * time.Second, 800 * time.Millisecond},
 		{10 * time.Second, 9750 * time.Millisecond},
 	} {
-		if got := patience(tt.deadline); got != tt.want {
-			t.Errorf("patience(%v) = %v, want %v", tt.deadline, got, tt.want)
-		}
+		t.Run(tt.deadline.String(), func(t *testing.T) {
+			if got := patience(tt.deadline); got != tt.want {
+				t.Errorf("patience(%v) = %v, want %v", tt.deadline, got, tt.want)
+			}
+		})
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -109,9 +110,9 @@ func (c Config) check() error {
 // 200 bytes, two sequence numbers and their tags), and 16,384 of them stay under 4 MiB.
 const maxJobsLimit = 16384
 
-// Printer is the printer service. Create it with New, register it on a serve.Server, and call
-// Shutdown to drain it.
-type Printer struct {
+// Service is the printer service. Create it with New, register it on a server (Name and
+// Register), and call Shutdown to drain it.
+type Service struct {
 	printerv1.UnimplementedPrinterServiceServer
 
 	limits Config // the limits a request must keep, checked before it reaches the owner
@@ -126,16 +127,34 @@ type Printer struct {
 	err   error         // the sinks' closing error, set before done is closed
 }
 
-// New starts a printer that writes to stdout (when cfg.Stdout) and to cfg.File (when set),
-// calling j.Sleep between its steps. With a file, it first reconciles the file with its state
-// (see openFile), so an error here names a file the operator must look at.
-func New(cfg Config, stdout io.Writer, j jitter.Jitter, log *slog.Logger) (*Printer, error) {
+// Deps are what the printer is given by whoever assembles it. Each may be left zero: a nil Log
+// discards, the zero Jitter is off, a nil Stdout is os.Stdout.
+type Deps struct {
+	// Log gets the printer's warnings and errors.
+	Log *slog.Logger
+	// Jitter sleeps between the owner's and the writer's steps.
+	Jitter jitter.Jitter
+	// Stdout is where lines are printed when cfg.Stdout is on.
+	Stdout io.Writer
+}
+
+// New starts a printer that writes to d.Stdout (when cfg.Stdout) and to cfg.File (when set).
+// With a file, it first reconciles the file with its state (see openFile), so an error here
+// names a file the operator must look at.
+func New(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	log, j := d.Log, d.Jitter
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	w := &writer{jitter: j, log: log, interval: cfg.FlushInterval, in: make(chan *batch), out: make(chan *batch, 1)}
 	if cfg.Stdout {
-		w.stdout = stdout
+		w.stdout = d.Stdout
+		if w.stdout == nil {
+			w.stdout = os.Stdout
+		}
 	}
 	var last uint64
 	sources := map[string]uint64{}
@@ -146,7 +165,7 @@ func New(cfg Config, stdout io.Writer, j jitter.Jitter, log *slog.Logger) (*Prin
 		}
 		last = w.file.last
 	}
-	p := &Printer{
+	p := &Service{
 		limits:   cfg,
 		intake:   make(chan *submission),
 		calls:    make(chan func(*owner)),
@@ -169,19 +188,21 @@ func New(cfg Config, stdout io.Writer, j jitter.Jitter, log *slog.Logger) (*Prin
 		p.final, p.err = o.hist, <-closed
 		close(p.done)
 	}()
+	log.Info("printer ready", "file", cfg.File, "stdout", cfg.Stdout, "sequence", last)
 	return p, nil
 }
 
 // Name is the gRPC service name.
-func (p *Printer) Name() string { return printerv1.PrinterService_ServiceDesc.ServiceName }
+func (p *Service) Name() string { return printerv1.PrinterService_ServiceDesc.ServiceName }
 
 // Register adds the printer's handlers to a gRPC server.
-func (p *Printer) Register(r grpc.ServiceRegistrar) { printerv1.RegisterPrinterServiceServer(r, p) }
+func (p *Service) Register(r grpc.ServiceRegistrar) { printerv1.RegisterPrinterServiceServer(r, p) }
 
 // Shutdown stops accepting jobs (blocked and new Prints answer UNAVAILABLE), writes and flushes
 // every accepted job, closes the file, and lets open Tails read what was written before ending
 // them with UNAVAILABLE. It returns once everything accepted is written, or when ctx ends.
-func (p *Printer) Shutdown(ctx context.Context) error {
+// It may be called again, also after a deadline passed: each call waits for the same end.
+func (p *Service) Shutdown(ctx context.Context) error {
 	p.stopOnce.Do(func() { close(p.stopping) })
 	select {
 	case <-p.done:
@@ -196,7 +217,7 @@ var errStopped = errors.New("printer stopped")
 
 // call runs f on the owner goroutine and returns once the owner has taken it; f answers
 // through channels of its own. It returns errStopped once the owner has ended.
-func (p *Printer) call(ctx context.Context, f func(*owner)) error {
+func (p *Service) call(ctx context.Context, f func(*owner)) error {
 	select {
 	case p.calls <- f:
 		return nil

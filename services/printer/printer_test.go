@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,14 +20,15 @@ import (
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/api/violation"
 	"github.com/concur-dev/concur/internal/jitter"
+	"github.com/concur-dev/concur/internal/testkit"
 	"github.com/concur-dev/concur/services/printer"
 )
 
 // The talk's example, printed through the service: Join is print_queue.join(), and it
 // answers with the last sequence written.
 func TestPrintThenJoin(t *testing.T) {
-	noLeaks(t)
-	var out output
+	testkit.NoLeaks(t)
+	var out testkit.Buffer
 	r := start(t, config(t), &out, jitter.New(0))
 	if got := r.join(t); got != 0 {
 		t.Fatalf("Join on a new printer = %d, want 0", got)
@@ -47,14 +47,14 @@ func TestPrintThenJoin(t *testing.T) {
 	if got := r.join(t); got != 12 {
 		t.Fatalf("Join = %d, want 12", got)
 	}
-	if got := out.lines(); !slices.Equal(got, want) {
+	if got := out.Lines(); !slices.Equal(got, want) {
 		t.Fatalf("printed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
 // Tail from 0 after 10 jobs yields those 10, then follows new ones live.
 func TestTailFollows(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	r := start(t, config(t), io.Discard, jitter.New(0))
 	for i := 1; i <= 10; i++ {
 		r.print(t, fmt.Sprintf("job %d", i))
@@ -86,7 +86,7 @@ func TestTailFollows(t *testing.T) {
 }
 
 func TestTailHistoryOnlyAndFromSequence(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	r := start(t, config(t), io.Discard, jitter.New(0))
 	if got := tailAll(t, r.client, 0); len(got) != 0 {
 		t.Fatalf("history of a new printer: %v", got)
@@ -106,7 +106,7 @@ func TestTailHistoryOnlyAndFromSequence(t *testing.T) {
 
 // A sequence older than the ring is OUT_OF_RANGE naming the oldest kept; 0 starts there.
 func TestTailOlderThanHistory(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	r := start(t, config(t, "--printer-history=5"), io.Discard, jitter.New(0))
 	for i := 1; i <= 12; i++ {
 		r.print(t, fmt.Sprintf("job %d", i))
@@ -129,7 +129,7 @@ func TestTailOlderThanHistory(t *testing.T) {
 // A reader that never reads does not slow printing; when it reads again it gets what was on
 // its way, contiguous, then RESOURCE_EXHAUSTED telling it where it was and where to go on.
 func TestSlowReaderIsCutOff(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	// Small fixed windows (they turn off window growth), so the server's sends block soon.
 	r := start(t, config(t, "--printer-history=50", "--printer-max-line-bytes=2000"), io.Discard, jitter.New(0),
 		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
@@ -176,7 +176,7 @@ func TestSlowReaderIsCutOff(t *testing.T) {
 // When the queue is full, Print waits for room until its deadline, then answers
 // RESOURCE_EXHAUSTED; that job is not printed, and a Print without a deadline waits for room.
 func TestBackpressure(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	stdout := newGate()
 	defer stdout.unblock()
 	r := start(t, config(t, "--printer-queue=2"), stdout, jitter.New(0))
@@ -201,7 +201,7 @@ func TestBackpressure(t *testing.T) {
 	if got := r.join(t); got != 3 {
 		t.Fatalf("Join = %d, want 3", got)
 	}
-	if got, want := stdout.lines(), []string{"one", "two", "four"}; !slices.Equal(got, want) {
+	if got, want := stdout.Lines(), []string{"one", "two", "four"}; !slices.Equal(got, want) {
 		t.Fatalf("printed %q, want %q", got, want)
 	}
 }
@@ -211,7 +211,7 @@ func TestBackpressure(t *testing.T) {
 // printed; one that fits once room is made is accepted whole. A receipt comes only once its
 // job is written.
 func TestMessageWaitsForRoomWhole(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	stdout := newGate()
 	defer stdout.unblock()
 	r := start(t, config(t, "--printer-queue=10"), stdout, jitter.New(0))
@@ -277,7 +277,7 @@ func TestMessageWaitsForRoomWhole(t *testing.T) {
 			want = append(want, fmt.Sprintf("%s %d", m.name, i))
 		}
 	}
-	if got := stdout.lines(); !slices.Equal(got, want) {
+	if got := stdout.Lines(); !slices.Equal(got, want) {
 		t.Fatalf("printed %q, want %q (the refused message not at all)", got, want)
 	}
 }
@@ -285,7 +285,7 @@ func TestMessageWaitsForRoomWhole(t *testing.T) {
 // What one message may hold is limited, and what could never fit in the queue is refused at
 // once, naming jobs: a message of --printer-max-jobs is accepted, one more job is refused.
 func TestMessageLimits(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	r := start(t, config(t, "--printer-max-jobs=100", "--printer-queue=200", "--printer-queue-bytes=102500",
 		"--printer-stdout=false"), io.Discard, jitter.New(0))
 	send := func(jobs, lines int) error {
@@ -316,16 +316,18 @@ func TestMessageLimits(t *testing.T) {
 		{101, 1, "at most 100 jobs per message (--printer-max-jobs)"},
 		{51, 2, "queue holds at most 200 jobs and 102500 bytes"},
 	} {
-		err := send(tt.jobs, tt.lines)
-		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{"jobs"}) || !strings.Contains(err.Error(), tt.says) {
-			t.Errorf("a message of %d jobs of %d lines: %v; want INVALID_ARGUMENT naming jobs, saying %q", tt.jobs, tt.lines, err, tt.says)
-		}
+		t.Run(fmt.Sprintf("%d jobs of %d lines", tt.jobs, tt.lines), func(t *testing.T) {
+			err := send(tt.jobs, tt.lines)
+			if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{"jobs"}) || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("a message of %d jobs of %d lines: %v; want INVALID_ARGUMENT naming jobs, saying %q", tt.jobs, tt.lines, err, tt.says)
+			}
+		})
 	}
 }
 
 // The history keeps at most --printer-history-bytes of lines: older jobs are forgotten first.
 func TestHistoryBytes(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	r := start(t, config(t, "--printer-history-bytes=30", "--printer-max-lines=1", "--printer-max-line-bytes=9", "--printer-queue-bytes=10"), io.Discard, jitter.New(0))
 	for i := range 5 {
 		r.print(t, fmt.Sprintf("job %d...", i)) // 10 bytes with its newline
@@ -343,7 +345,7 @@ func isQueueFull(err error) bool {
 
 // A sink that fails is retried from where it stopped: nothing is lost or written twice.
 func TestFailingSinkIsRetried(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	sink := &flaky{failures: 3}
 	r := start(t, config(t), sink, jitter.New(0))
 	var want []string
@@ -354,30 +356,30 @@ func TestFailingSinkIsRetried(t *testing.T) {
 	if got := r.join(t); got != 20 {
 		t.Fatalf("Join = %d, want 20", got)
 	}
-	if got := sink.lines(); !slices.Equal(got, want) || sink.failures != 0 {
+	if got := sink.Lines(); !slices.Equal(got, want) || sink.failures != 0 {
 		t.Fatalf("printed %q through a failing sink (failures left %d), want %q", got, sink.failures, want)
 	}
 }
 
 // flaky writes half of what it is given and fails, its first few times.
 type flaky struct {
-	output
+	testkit.Buffer
 	failures int // touched only by the printer's writer goroutine, and read after Join
 }
 
 func (f *flaky) Write(p []byte) (int, error) {
 	if f.failures > 0 {
 		f.failures--
-		n, _ := f.output.Write(p[:len(p)/2])
+		n, _ := f.Buffer.Write(p[:len(p)/2])
 		return n, errors.New("disk on fire")
 	}
-	return f.output.Write(p)
+	return f.Buffer.Write(p)
 }
 
 // Shutdown refuses new and waiting jobs with UNAVAILABLE, ends idle PrintStreams, writes every
 // accepted job, and ends Tails once they have everything, telling them where to resume.
 func TestShutdownDrains(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	stdout := newGate()
 	defer stdout.unblock()
 	r := start(t, config(t, "--printer-queue=1"), stdout, jitter.New(0))
@@ -411,7 +413,7 @@ func TestShutdownDrains(t *testing.T) {
 	if err := <-shutdown; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if got := stdout.lines(); !slices.Equal(got, []string{"accepted"}) {
+	if got := stdout.Lines(); !slices.Equal(got, []string{"accepted"}) {
 		t.Fatalf("printed %q, want only the accepted job", got)
 	}
 	if got, err := tail.Recv(); err != nil || got.GetSequence() != 1 {
@@ -435,8 +437,8 @@ func codeOf(err error) codes.Code { c, _, _ := code(err); return c }
 
 // A PrintStream broken half-way and resent from its start prints every job once, in order.
 func TestPrintStreamResentAfterABreak(t *testing.T) {
-	noLeaks(t)
-	var out output
+	testkit.NoLeaks(t)
+	var out testkit.Buffer
 	r := start(t, config(t), &out, jitter.New(0))
 	job := func(n int) *printerv1.PrintJob {
 		return &printerv1.PrintJob{Lines: []string{fmt.Sprintf("job %d", n), "---"}, Source: "sender", SourceSequence: uint64(n)}
@@ -508,15 +510,15 @@ func TestPrintStreamResentAfterABreak(t *testing.T) {
 	for n := 1; n <= 100; n++ {
 		want = append(want, job(n).Lines...)
 	}
-	if got := out.lines(); !slices.Equal(got, want) {
+	if got := out.Lines(); !slices.Equal(got, want) {
 		t.Fatalf("printed:\n%s", strings.Join(got, "\n"))
 	}
 }
 
 // A source's jobs are deduplicated on unary Print too, and the number of sources is bounded.
 func TestSources(t *testing.T) {
-	noLeaks(t)
-	var out output
+	testkit.NoLeaks(t)
+	var out testkit.Buffer
 	r := start(t, config(t, "--printer-max-sources=2"), &out, jitter.New(0))
 	send := func(source string, seq uint64) (*printerv1.PrintResponse, error) {
 		return r.client.Print(context.Background(), &printerv1.PrintRequest{Lines: []string{fmt.Sprintf("%s %d", source, seq)}, Source: source, SourceSequence: seq})
@@ -536,15 +538,15 @@ func TestSources(t *testing.T) {
 		t.Fatalf("a third source with --printer-max-sources=2: %v", err)
 	}
 	r.join(t)
-	if got, want := out.lines(), []string{"a 1", "b 5", "a 2", "b 6"}; !slices.Equal(got, want) {
+	if got, want := out.Lines(), []string{"a 1", "b 5", "a 2", "b 6"}; !slices.Equal(got, want) {
 		t.Fatalf("printed %q, want %q", got, want)
 	}
 }
 
 // Every bad input gets INVALID_ARGUMENT naming its field, and nothing of it is printed.
 func TestBadInput(t *testing.T) {
-	noLeaks(t)
-	var out output
+	testkit.NoLeaks(t)
+	var out testkit.Buffer
 	r := start(t, config(t, "--printer-max-lines=3", "--printer-max-line-bytes=10"), &out, jitter.New(0))
 	for _, tt := range []struct {
 		name   string
@@ -567,10 +569,12 @@ func TestBadInput(t *testing.T) {
 		{"every violation, in field order, whoever found it", []string{"12345678901", "\x00", "3", "4"}, "s\t", 1,
 			[]string{"lines", "lines[0]", "lines[1]", "source"}},
 	} {
-		_, err := r.client.Print(context.Background(), &printerv1.PrintRequest{Lines: tt.lines, Source: tt.source, SourceSequence: tt.seq})
-		if codeOf(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
-			t.Errorf("%s: Print answered %v, fields %v; want INVALID_ARGUMENT on %v", tt.name, err, violation.Fields(err), tt.fields)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := r.client.Print(context.Background(), &printerv1.PrintRequest{Lines: tt.lines, Source: tt.source, SourceSequence: tt.seq})
+			if codeOf(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
+				t.Errorf("%s: Print answered %v, fields %v; want INVALID_ARGUMENT on %v", tt.name, err, violation.Fields(err), tt.fields)
+			}
+		})
 	}
 	for _, tt := range []struct {
 		name   string
@@ -584,30 +588,32 @@ func TestBadInput(t *testing.T) {
 		{"every violation, in field order", [][]string{{"12345678901", "\x00"}, {"1", "2", "3", "bad\n"}},
 			[]string{"jobs[0].lines[0]", "jobs[0].lines[1]", "jobs[1].lines", "jobs[1].lines[3]"}},
 	} {
-		stream, err := r.client.PrintStream(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := &printerv1.PrintStreamRequest{}
-		for _, lines := range tt.jobs {
-			req.Jobs = append(req.Jobs, &printerv1.PrintJob{Lines: lines})
-		}
-		stream.Send(req)
-		_, err = stream.Recv()
-		if codeOf(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
-			t.Errorf("%s: PrintStream answered %v, fields %v; want INVALID_ARGUMENT on %v", tt.name, err, violation.Fields(err), tt.fields)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			stream, err := r.client.PrintStream(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := &printerv1.PrintStreamRequest{}
+			for _, lines := range tt.jobs {
+				req.Jobs = append(req.Jobs, &printerv1.PrintJob{Lines: lines})
+			}
+			stream.Send(req)
+			_, err = stream.Recv()
+			if codeOf(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), tt.fields) {
+				t.Errorf("%s: PrintStream answered %v, fields %v; want INVALID_ARGUMENT on %v", tt.name, err, violation.Fields(err), tt.fields)
+			}
+		})
 	}
-	if got := r.join(t); got != 0 || len(out.lines()) != 0 {
-		t.Fatalf("after bad input only: Join = %d, printed %q", got, out.lines())
+	if got := r.join(t); got != 0 || len(out.Lines()) != 0 {
+		t.Fatalf("after bad input only: Join = %d, printed %q", got, out.Lines())
 	}
 }
 
 // A bad message on a PrintStream ends it; the messages before it stay accepted, and their
 // receipts come before the error, even when the bad one was sent before they were written.
 func TestPrintStreamBadMessageKeepsEarlierOnes(t *testing.T) {
-	noLeaks(t)
-	var out output
+	testkit.NoLeaks(t)
+	var out testkit.Buffer
 	r := start(t, config(t), &out, jitter.New(0))
 	stream, err := r.client.PrintStream(context.Background())
 	if err != nil {
@@ -622,16 +628,16 @@ func TestPrintStreamBadMessageKeepsEarlierOnes(t *testing.T) {
 		t.Fatalf("bad message: %v", err)
 	}
 	r.join(t)
-	if got := out.lines(); !slices.Equal(got, []string{"first"}) {
+	if got := out.Lines(); !slices.Equal(got, []string{"first"}) {
 		t.Fatalf("printed %q, want only the job of the good message", got)
 	}
 }
 
 // With a file, numbering and the sources survive a restart, and both sinks get every line.
 func TestRestartWithFile(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	path := filepath.Join(t.TempDir(), "out.txt")
-	var out output
+	var out testkit.Buffer
 	r := start(t, config(t, "--printer-file="+path), &out, jitter.New(0))
 	for n := uint64(1); n <= 3; n++ {
 		if _, err := r.client.Print(context.Background(), &printerv1.PrintRequest{Lines: []string{fmt.Sprint("counter ", n)}, Source: "counter", SourceSequence: n}); err != nil {
@@ -660,18 +666,18 @@ func TestRestartWithFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := splitLines(string(b)); !slices.Equal(got, want) {
+	if got := testkit.Lines(string(b)); !slices.Equal(got, want) {
 		t.Fatalf("file holds %q, want %q", got, want)
 	}
-	if got := out.lines(); !slices.Equal(got, want) {
+	if got := out.Lines(); !slices.Equal(got, want) {
 		t.Fatalf("stdout got %q, want %q", got, want)
 	}
 }
 
 func TestConfigErrors(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	dir := t.TempDir()
-	held, err := printer.New(config(t, "--printer-file="+filepath.Join(dir, "held.txt")), io.Discard, jitter.New(0), slog.New(slog.DiscardHandler))
+	held, err := printer.New(config(t, "--printer-file="+filepath.Join(dir, "held.txt")), printer.Deps{Stdout: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -688,12 +694,37 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--printer-file=" + filepath.Join(dir, "no", "such", "dir", "out.txt")}, "no such file or directory"},
 		{[]string{"--printer-file=" + filepath.Join(dir, "held.txt")}, "is another printer using --printer-file"},
 	} {
-		p, err := printer.New(config(t, tt.args...), io.Discard, jitter.New(0), slog.New(slog.DiscardHandler))
-		if err == nil {
-			p.Shutdown(context.Background())
-		}
-		if err == nil || !strings.Contains(err.Error(), tt.says) {
-			t.Errorf("New with %v: %v; want an error saying %q", tt.args, err, tt.says)
+		t.Run(tt.says, func(t *testing.T) {
+			p, err := printer.New(config(t, tt.args...), printer.Deps{Stdout: io.Discard})
+			if err == nil {
+				p.Shutdown(context.Background())
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("New with %v: %v; want an error saying %q", tt.args, err, tt.says)
+			}
+		})
+	}
+}
+
+// Shutdown may be called more than once: after the server's, or twice on a printer that never
+// served, and with every Deps left zero. Later calls wait for the same end and return the same.
+func TestShutdownTwice(t *testing.T) {
+	testkit.NoLeaks(t)
+	r := start(t, config(t, "--printer-file="+filepath.Join(t.TempDir(), "out.txt")), io.Discard, jitter.New(0))
+	r.print(t, "one")
+	if err := r.stop(); err != nil {
+		t.Fatalf("the server's shutdown: %v", err)
+	}
+	if err := r.printer.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after the server's: %v", err)
+	}
+	p, err := printer.New(config(t, "--printer-stdout=false"), printer.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown #%d: %v", i+1, err)
 		}
 	}
 }

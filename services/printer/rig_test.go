@@ -1,17 +1,13 @@
 package printer_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"io"
-	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 
-	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -20,17 +16,11 @@ import (
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/jitter"
+	"github.com/concur-dev/concur/internal/testkit"
 	"github.com/concur-dev/concur/services/printer"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }
-
-// noLeaks fails the test if a goroutine it started outlives it. Call it first: cleanups run
-// last-in first-out, so it checks after every other cleanup has stopped what it started.
-func noLeaks(t *testing.T) {
-	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t) })
-}
 
 // config is the printer's configuration from its flags: defaults, then args.
 func config(t *testing.T, args ...string) printer.Config {
@@ -46,7 +36,7 @@ func config(t *testing.T, args ...string) printer.Config {
 
 // rig is a printer served by the real server runtime on a loopback port, with a client.
 type rig struct {
-	printer *printer.Printer
+	printer *printer.Service
 	client  printerv1.PrinterServiceClient
 	addr    string
 	stop    func() error // stops the server gracefully (the printer drains) and returns Serve's result
@@ -54,7 +44,7 @@ type rig struct {
 
 func start(t *testing.T, cfg printer.Config, stdout io.Writer, j jitter.Jitter, dial ...grpc.DialOption) *rig {
 	t.Helper()
-	p, err := printer.New(cfg, stdout, j, slog.New(slog.DiscardHandler))
+	p, err := printer.New(cfg, printer.Deps{Stdout: stdout, Jitter: j})
 	if err != nil {
 		t.Fatalf("printer.New: %v", err)
 	}
@@ -113,40 +103,9 @@ func tailLines(jobs []*printerv1.TailResponse) []string {
 	return lines
 }
 
-// output is a sink for the test to read: the printer writes to it, the test reads it.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *output) lines() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return splitLines(o.buf.String())
-}
-
-// splitLines splits text into its newline-ended lines; a last line without its newline is
-// kept, so that a test sees it.
-func splitLines(s string) []string {
-	if s == "" {
-		return nil
-	}
-	lines := strings.Split(s, "\n")
-	if lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	return lines
-}
-
-// gate is an output whose writes wait until it is opened: a stuck sink.
+// gate is a sink whose writes wait until it is opened: a stuck sink.
 type gate struct {
-	output
+	testkit.Buffer
 	open     chan struct{}
 	openOnce sync.Once
 }
@@ -159,7 +118,7 @@ func (g *gate) unblock() { g.openOnce.Do(func() { close(g.open) }) }
 
 func (g *gate) Write(p []byte) (int, error) {
 	<-g.open
-	return g.output.Write(p)
+	return g.Buffer.Write(p)
 }
 
 // code returns err's status code and its ErrorInfo reason and metadata, if any.

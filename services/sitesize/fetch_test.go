@@ -2,6 +2,7 @@ package sitesize_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -43,13 +44,15 @@ func TestSizesAreExact(t *testing.T) {
 	}
 	got := s.measureOK(t, req)
 	for i, tt := range tests {
-		r := got[i]
-		if r.Size == nil || r.GetSize() != tt.size || r.GetStatus() != 200 || r.GetError() != nil || r.GetTruncated() {
-			t.Errorf("%s: size %v, status %d, error %v, truncated %v; want size %d, status 200", tt.path, r.Size, r.GetStatus(), r.GetError(), r.GetTruncated(), tt.size)
-		}
-		if r.GetFinalUrl() != req.Urls[i] || r.GetElapsed().AsDuration() <= 0 {
-			t.Errorf("%s: final URL %q, elapsed %v", tt.path, r.GetFinalUrl(), r.GetElapsed().AsDuration())
-		}
+		t.Run(tt.path, func(t *testing.T) {
+			r := got[i]
+			if r.Size == nil || r.GetSize() != tt.size || r.GetStatus() != 200 || r.GetError() != nil || r.GetTruncated() {
+				t.Errorf("%s: size %v, status %d, error %v, truncated %v; want size %d, status 200", tt.path, r.Size, r.GetStatus(), r.GetError(), r.GetTruncated(), tt.size)
+			}
+			if r.GetFinalUrl() != req.Urls[i] || r.GetElapsed().AsDuration() <= 0 {
+				t.Errorf("%s: final URL %q, elapsed %v", tt.path, r.GetFinalUrl(), r.GetElapsed().AsDuration())
+			}
+		})
 	}
 	web.mu.Lock()
 	defer web.mu.Unlock()
@@ -101,9 +104,11 @@ func TestByteCap(t *testing.T) {
 		truncated bool
 	}{{100, false}, {100, true}, {100, true}}
 	for i, w := range want {
-		if got[i].GetSize() != w.size || got[i].GetTruncated() != w.truncated || got[i].GetError() != nil {
-			t.Errorf("%s with max_bytes 100: size %d, truncated %v, error %v", got[i].GetUrl(), got[i].GetSize(), got[i].GetTruncated(), got[i].GetError())
-		}
+		t.Run(fmt.Sprintf("urls[%d]", i), func(t *testing.T) {
+			if got[i].GetSize() != w.size || got[i].GetTruncated() != w.truncated || got[i].GetError() != nil {
+				t.Errorf("%s with max_bytes 100: size %d, truncated %v, error %v", got[i].GetUrl(), got[i].GetSize(), got[i].GetTruncated(), got[i].GetError())
+			}
+		})
 	}
 	// The server's cap bounds what a request asks.
 	got = s.measureOK(t, &sitesizev1.MeasureRequest{Urls: []string{web.url("/size/1000")}, MaxBytes: 1 << 40})
@@ -175,14 +180,16 @@ func TestFailuresAreResults(t *testing.T) {
 		{0, 200, 10, ""},
 	}
 	for i, w := range want {
-		r := got[i]
-		if r.GetError().GetCode() != w.code || r.GetStatus() != w.status || r.GetSize() != w.size || !strings.Contains(r.GetError().GetMessage(), w.says) {
-			t.Errorf("%s: code %v, status %d, size %d, message %q; want %v, %d, %d, saying %q",
-				r.GetUrl(), r.GetError().GetCode(), r.GetStatus(), r.GetSize(), r.GetError().GetMessage(), w.code, w.status, w.size, w.says)
-		}
-		if (r.Status == nil) != (w.status == 0) {
-			t.Errorf("%s: status present %v; want it only when a response arrived", r.GetUrl(), r.Status != nil)
-		}
+		t.Run(fmt.Sprintf("urls[%d]", i), func(t *testing.T) {
+			r := got[i]
+			if r.GetError().GetCode() != w.code || r.GetStatus() != w.status || r.GetSize() != w.size || !strings.Contains(r.GetError().GetMessage(), w.says) {
+				t.Errorf("%s: code %v, status %d, size %d, message %q; want %v, %d, %d, saying %q",
+					r.GetUrl(), r.GetError().GetCode(), r.GetStatus(), r.GetSize(), r.GetError().GetMessage(), w.code, w.status, w.size, w.says)
+			}
+			if (r.Status == nil) != (w.status == 0) {
+				t.Errorf("%s: status present %v; want it only when a response arrived", r.GetUrl(), r.Status != nil)
+			}
+		})
 	}
 }
 
@@ -244,10 +251,12 @@ func TestLimitsFailBeforeAnyFetch(t *testing.T) {
 		{[]string{web.url("/size/1"), web.url("/size/2"), web.url("/size/3"), web.url("/size/4")}, "urls"},
 		{[]string{web.url("/size/1"), "http://", web.url("/size/2")}, "urls[1]"},
 	} {
-		_, err := s.measure(t, &sitesizev1.MeasureRequest{Urls: tt.urls})
-		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{tt.field}) {
-			t.Errorf("%v: %v; want INVALID_ARGUMENT naming %s", tt.urls, err, tt.field)
-		}
+		t.Run(fmt.Sprintf("%d URLs, %s", len(tt.urls), tt.field), func(t *testing.T) {
+			_, err := s.measure(t, &sitesizev1.MeasureRequest{Urls: tt.urls})
+			if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{tt.field}) {
+				t.Errorf("%v: %v; want INVALID_ARGUMENT naming %s", tt.urls, err, tt.field)
+			}
+		})
 	}
 	web.mu.Lock()
 	defer web.mu.Unlock()

@@ -56,20 +56,11 @@ func start(t *testing.T, c sitesize.Config) *server {
 	return startWith(t, c, nil)
 }
 
-// startWith is start with the fetcher's names looked up by r; nil starts the service as New
-// makes it.
+// startWith is start with the fetcher's names looked up by r (nil: net.DefaultResolver).
 func startWith(t *testing.T, c sitesize.Config, r *net.Resolver) *server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	var (
-		svc *sitesize.Service
-		err error
-	)
-	if r == nil {
-		svc, err = sitesize.New(c, jitter.New(testJitter), reg)
-	} else {
-		svc, err = sitesize.NewWithResolver(c, r, jitter.New(testJitter), reg)
-	}
+	svc, err := sitesize.New(c, sitesize.Deps{Jitter: jitter.New(testJitter), Metrics: reg, Resolver: r})
 	if err != nil {
 		t.Fatalf("sitesize.New: %v", err)
 	}

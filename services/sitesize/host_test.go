@@ -71,11 +71,13 @@ func TestNumericHostsAreAddresses(t *testing.T) {
 	}
 	got := s.measureOK(t, req) // which also checks each result carries its URL as sent
 	for i, tt := range tests {
-		e := got[i].GetError()
-		if e.GetCode() != sitesizev1.FetchErrorCode_FETCH_ERROR_CODE_BLOCKED || !strings.Contains(e.GetMessage(), "--sitesize-allow") ||
-			!strings.Contains(e.GetMessage(), "dial tcp "+tt.dialed) {
-			t.Errorf("%s: %v; want BLOCKED, dialing %s", tt.url, e, tt.dialed)
-		}
+		t.Run(tt.url, func(t *testing.T) {
+			e := got[i].GetError()
+			if e.GetCode() != sitesizev1.FetchErrorCode_FETCH_ERROR_CODE_BLOCKED || !strings.Contains(e.GetMessage(), "--sitesize-allow") ||
+				!strings.Contains(e.GetMessage(), "dial tcp "+tt.dialed) {
+				t.Errorf("%s: %v; want BLOCKED, dialing %s", tt.url, e, tt.dialed)
+			}
+		})
 	}
 	if n := dns.queries.Load(); n != 0 {
 		t.Fatalf("%d queries to a name server; want none", n)
@@ -102,12 +104,14 @@ func TestAllowedNumericHostsAreFetched(t *testing.T) {
 	}
 	got := s.measureOK(t, req)
 	for i, r := range got {
-		if r.GetError() != nil || r.GetStatus() != 200 || r.GetSize() != int64(100+i) || r.GetFinalUrl() != req.Urls[i] {
-			t.Errorf("%s: error %v, status %d, size %d, final URL %q; want 200 and %d bytes", r.GetUrl(), r.GetError(), r.GetStatus(), r.GetSize(), r.GetFinalUrl(), 100+i)
-		}
-		if n := web.hitsOf(fmt.Sprintf("/size/%d", 100+i)); n != 1 {
-			t.Errorf("%s: the site was asked %d times; want once", r.GetUrl(), n)
-		}
+		t.Run(spellings[i], func(t *testing.T) {
+			if r.GetError() != nil || r.GetStatus() != 200 || r.GetSize() != int64(100+i) || r.GetFinalUrl() != req.Urls[i] {
+				t.Errorf("%s: error %v, status %d, size %d, final URL %q; want 200 and %d bytes", r.GetUrl(), r.GetError(), r.GetStatus(), r.GetSize(), r.GetFinalUrl(), 100+i)
+			}
+			if n := web.hitsOf(fmt.Sprintf("/size/%d", 100+i)); n != 1 {
+				t.Errorf("%s: the site was asked %d times; want once", r.GetUrl(), n)
+			}
+		})
 	}
 	if n := dns.queries.Load(); n != 0 {
 		t.Fatalf("%d queries to a name server; want none", n)
@@ -165,10 +169,12 @@ func TestInvalidPortsAndHostsFailTheCall(t *testing.T) {
 		"http://0x100000000/",
 		"http://127.0.0.08/",
 	} {
-		_, err := s.measure(t, &sitesizev1.MeasureRequest{Urls: []string{web.url("/size/1"), bad}})
-		if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{"urls[1]"}) {
-			t.Errorf("%s: %v; want INVALID_ARGUMENT naming urls[1]", bad, err)
-		}
+		t.Run(bad, func(t *testing.T) {
+			_, err := s.measure(t, &sitesizev1.MeasureRequest{Urls: []string{web.url("/size/1"), bad}})
+			if status.Code(err) != codes.InvalidArgument || !slices.Equal(violation.Fields(err), []string{"urls[1]"}) {
+				t.Errorf("%s: %v; want INVALID_ARGUMENT naming urls[1]", bad, err)
+			}
+		})
 	}
 	web.mu.Lock()
 	defer web.mu.Unlock()

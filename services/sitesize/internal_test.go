@@ -3,6 +3,7 @@ package sitesize
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -36,10 +37,12 @@ func TestPlanCapsAndDefaults(t *testing.T) {
 		{&sitesizev1.MeasureRequest{Urls: urls, Concurrency: 7, Timeout: durationpb.New(time.Millisecond), MaxBytes: 10}, 7, time.Millisecond, 10},
 		{&sitesizev1.MeasureRequest{Urls: urls, Concurrency: 1 << 30, Timeout: durationpb.New(time.Hour), MaxBytes: 1 << 40}, 50, time.Second, 1000},
 	} {
-		p := c.plan(tt.req)
-		if p.concurrency != tt.concurrency || p.timeout != tt.timeout || p.maxBytes != tt.maxBytes {
-			t.Errorf("%v: concurrency %d, timeout %v, max bytes %d; want %d, %v, %d", tt.req, p.concurrency, p.timeout, p.maxBytes, tt.concurrency, tt.timeout, tt.maxBytes)
-		}
+		t.Run(fmt.Sprintf("concurrency %d", tt.req.GetConcurrency()), func(t *testing.T) {
+			p := c.plan(tt.req)
+			if p.concurrency != tt.concurrency || p.timeout != tt.timeout || p.maxBytes != tt.maxBytes {
+				t.Errorf("%v: concurrency %d, timeout %v, max bytes %d; want %d, %v, %d", tt.req, p.concurrency, p.timeout, p.maxBytes, tt.concurrency, tt.timeout, tt.maxBytes)
+			}
+		})
 	}
 }
 
@@ -57,12 +60,14 @@ func TestCheckLimits(t *testing.T) {
 		{[]string{"http://a/", "http://example.com/long/path"}, []string{"urls[1]"}},
 		{[]string{"http://example.com/long/path", "http://b/", "http://c/", "http://example.com/long/path"}, []string{"urls", "urls[0]", "urls[3]"}},
 	} {
-		var l violation.List
-		c.checkLimits(&sitesizev1.MeasureRequest{Urls: tt.urls}, &l)
-		err := l.Err()
-		if got := violation.Fields(err); !slices.Equal(got, tt.fields) {
-			t.Errorf("%v: %v; want fields %v", tt.urls, err, tt.fields)
-		}
+		t.Run(fmt.Sprintf("%d URLs %v", len(tt.urls), tt.fields), func(t *testing.T) {
+			var l violation.List
+			c.checkLimits(&sitesizev1.MeasureRequest{Urls: tt.urls}, &l)
+			err := l.Err()
+			if got := violation.Fields(err); !slices.Equal(got, tt.fields) {
+				t.Errorf("%v: %v; want fields %v", tt.urls, err, tt.fields)
+			}
+		})
 	}
 }
 
@@ -152,10 +157,12 @@ func TestAsBrowser(t *testing.T) {
 		"1.2.3.256:80":       "",
 		"foo.09:80":          "",
 	} {
-		dialed = ""
-		_, err := dial(t.Context(), "tcp", address)
-		if dialed != want || (err != nil) != (want == "") {
-			t.Errorf("dial %q: dialed %q, error %v; want %q", address, dialed, err, want)
-		}
+		t.Run(address, func(t *testing.T) {
+			dialed = ""
+			_, err := dial(t.Context(), "tcp", address)
+			if dialed != want || (err != nil) != (want == "") {
+				t.Errorf("dial %q: dialed %q, error %v; want %q", address, dialed, err, want)
+			}
+		})
 	}
 }

@@ -33,6 +33,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Batches being measured now.",
 		}),
 	}
+	if reg == nil {
+		return m, nil
+	}
 	for _, c := range []prometheus.Collector{m.fetches, m.bytes, m.inFlight, m.batches} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

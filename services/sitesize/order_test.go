@@ -3,6 +3,7 @@ package sitesize_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/services/sitesize"
 )
 
 // gateURLs returns the URLs of gates named by names.
@@ -95,18 +97,20 @@ func TestOrderedResultsComeInRequestOrder(t *testing.T) {
 // either mode.
 func TestDuplicatesAreFetchedOnce(t *testing.T) {
 	for _, ordered := range []bool{false, true} {
-		web := newSite(t)
-		s := start(t, config())
-		a, b := web.url("/size/100"), web.url("/size/5")
-		got := s.measureOK(t, &sitesizev1.MeasureRequest{Urls: []string{a, b, a, a, b}, Ordered: ordered})
-		for i, want := range []int64{100, 5, 100, 100, 5} {
-			if got[i].GetSize() != want {
-				t.Errorf("ordered %v: index %d has size %d; want %d", ordered, i, got[i].GetSize(), want)
+		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
+			web := newSite(t)
+			s := start(t, config())
+			a, b := web.url("/size/100"), web.url("/size/5")
+			got := s.measureOK(t, &sitesizev1.MeasureRequest{Urls: []string{a, b, a, a, b}, Ordered: ordered})
+			for i, want := range []int64{100, 5, 100, 100, 5} {
+				if got[i].GetSize() != want {
+					t.Errorf("ordered %v: index %d has size %d; want %d", ordered, i, got[i].GetSize(), want)
+				}
 			}
-		}
-		if n, m := web.hitsOf("/size/100"), web.hitsOf("/size/5"); n != 1 || m != 1 {
-			t.Errorf("ordered %v: the site was asked %d and %d times; want once each", ordered, n, m)
-		}
+			if n, m := web.hitsOf("/size/100"), web.hitsOf("/size/5"); n != 1 || m != 1 {
+				t.Errorf("ordered %v: the site was asked %d and %d times; want once each", ordered, n, m)
+			}
+		})
 	}
 }
 
@@ -259,5 +263,28 @@ func TestRefusedAfterShutdown(t *testing.T) {
 	}
 	if n := web.hitsOf("/size/1"); n != 0 {
 		t.Fatalf("the site was asked %d times", n)
+	}
+}
+
+// Shutdown may be called more than once: after the server's, or twice on a service that never
+// served, with every Deps left zero.
+func TestShutdownTwice(t *testing.T) {
+	web := newSite(t)
+	s := start(t, config())
+	s.measureOK(t, &sitesizev1.MeasureRequest{Urls: []string{web.url("/size/1")}})
+	if err := s.stop(); err != nil {
+		t.Fatalf("the server's shutdown: %v", err)
+	}
+	if err := s.svc.Shutdown(t.Context()); err != nil {
+		t.Fatalf("Shutdown after the server's: %v", err)
+	}
+	svc, err := sitesize.New(config(), sitesize.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := svc.Shutdown(t.Context()); err != nil {
+			t.Fatalf("Shutdown #%d: %v", i+1, err)
+		}
 	}
 }

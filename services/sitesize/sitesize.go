@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -30,7 +31,8 @@ import (
 	"github.com/concur-dev/concur/internal/jitter"
 )
 
-// Service is the SiteSizeService; it implements serve.Service.
+// Service is the SiteSizeService: New creates it, Name and Register put it on a server,
+// Shutdown stops it.
 type Service struct {
 	sitesizev1.UnimplementedSiteSizeServiceServer
 	cfg     Config
@@ -39,23 +41,36 @@ type Service struct {
 	start   sync.Once // the pool's goroutine starts with the first call or the shutdown
 }
 
-// New returns the service configured by c, its collectors registered on reg; j amplifies
-// races between the pool and its fetches.
-func New(c Config, j jitter.Jitter, reg prometheus.Registerer) (*Service, error) {
-	return newService(c, nil, j, reg)
+// Deps are what the service is given by whoever assembles it. Each may be left zero: a nil
+// Log discards, the zero Jitter is off, a nil Metrics leaves the collectors unregistered, a
+// nil Resolver is net.DefaultResolver.
+type Deps struct {
+	// Log gets the service's one line when it is ready.
+	Log *slog.Logger
+	// Jitter sleeps between the pool's steps, to amplify races between it and its fetches.
+	Jitter jitter.Jitter
+	// Metrics registers the service's collectors.
+	Metrics prometheus.Registerer
+	// Resolver looks up the names of the URLs' hosts.
+	Resolver *net.Resolver
 }
 
-// newService is New with names looked up by r (nil: net.DefaultResolver).
-func newService(c Config, r *net.Resolver, j jitter.Jitter, reg prometheus.Registerer) (*Service, error) {
+// New returns the service configured by c.
+func New(c Config, d Deps) (*Service, error) {
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("sitesize: %w", err)
 	}
-	m, err := newMetrics(reg)
+	m, err := newMetrics(d.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("sitesize: register metrics: %w", err)
 	}
-	f := newFetcher(c, r)
-	return &Service{cfg: c, fetcher: f, pool: newPool(c.Workers, f, j, m)}, nil
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := newFetcher(c, d.Resolver)
+	log.Info("sitesize ready", "workers", c.Workers, "max_urls", c.MaxURLs, "max_bytes", c.MaxBytes)
+	return &Service{cfg: c, fetcher: f, pool: newPool(c.Workers, f, d.Jitter, m)}, nil
 }
 
 // Name is the service's full gRPC name.
@@ -70,7 +85,8 @@ func (s *Service) running() *pool {
 }
 
 // Shutdown stops every batch's fetches at once: each open Measure sends the results that were
-// finished and ends with UNAVAILABLE. It returns when no fetch is left running.
+// finished and ends with UNAVAILABLE. It returns when no fetch is left running, or when ctx
+// ends. It may be called again, also after a deadline passed: each call waits for the same end.
 func (s *Service) Shutdown(ctx context.Context) error {
 	err := s.running().shutdown(ctx)
 	s.fetcher.transport.CloseIdleConnections()

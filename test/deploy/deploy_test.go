@@ -10,11 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	"github.com/concur-dev/concur/internal/demosites"
 	"github.com/concur-dev/concur/internal/e2e"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }
@@ -70,7 +69,7 @@ func (d *deployment) printed(t *testing.T) string {
 // nothing lost: the file is whole, and a counter and a printer started again on their files
 // go on where they stopped (the counts from 11, the printer's jobs from 13).
 func TestFourProcesses(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, so it runs last
+	testkit.NoLeaks(t) // first, so that it checks last
 	demo, err := demosites.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

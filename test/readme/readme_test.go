@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 
 	"github.com/concur-dev/concur/internal/e2e"
+	"github.com/concur-dev/concur/internal/testkit"
 	"github.com/concur-dev/concur/test/readme"
 )
 
@@ -59,8 +59,7 @@ var plans = map[string]plan{
 // the same once what truly varies is set aside, and the exit status must be grpcurl's for
 // the code shown (0 when no error is shown).
 func TestReadmeGrpcurlExamples(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	testkit.NoLeaks(t)
 	doc, err := os.ReadFile(filepath.Join(e2e.Root(t), "README.md"))
 	if err != nil {
 		t.Fatal(err)

@@ -41,12 +41,14 @@ func TestMatchesPython(t *testing.T) {
 		t.Fatalf("%d cases and %d random strings: the test data is too thin", len(d.Cases), len(d.Random))
 	}
 	for _, c := range d.Cases {
-		if got := Upper(c.Text); got != c.Upper {
-			t.Errorf("%s: Upper(%+q) = %+q, Python %s gives %+q", c.About, c.Text, got, d.Python, c.Upper)
-		}
-		if got := Title(c.Text); got != c.Title {
-			t.Errorf("%s: Title(%+q) = %+q, Python %s gives %+q", c.About, c.Text, got, d.Python, c.Title)
-		}
+		t.Run(c.About, func(t *testing.T) {
+			if got := Upper(c.Text); got != c.Upper {
+				t.Errorf("%s: Upper(%+q) = %+q, Python %s gives %+q", c.About, c.Text, got, d.Python, c.Upper)
+			}
+			if got := Title(c.Text); got != c.Title {
+				t.Errorf("%s: Title(%+q) = %+q, Python %s gives %+q", c.About, c.Text, got, d.Python, c.Title)
+			}
+		})
 	}
 	for _, c := range d.Random {
 		if got := Upper(c.Text); got != c.Upper {

@@ -19,9 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/concur-dev/concur/internal/e2e"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }
@@ -43,7 +42,7 @@ func TestNodeClient(t *testing.T) {
 	node, npm := lookPath(t, "node"), lookPath(t, "npm")
 	npmCI(t, npm)
 	readInputs(t)
-	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, so it runs last
+	testkit.NoLeaks(t) // first, so that it checks last
 
 	site := servePages(t)
 	p := e2e.StartConcurd(t,

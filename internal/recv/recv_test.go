@@ -1,4 +1,4 @@
-package serve_test
+package recv_test
 
 import (
 	"context"
@@ -6,17 +6,16 @@ import (
 	"slices"
 	"testing"
 
-	"go.uber.org/goleak"
-
-	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/recv"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
-// Receive hands the messages on in order, then the error that ended the stream.
-func TestReceiveInOrderThenEnd(t *testing.T) {
-	defer goleak.VerifyNone(t)
+// Pump hands the messages on in order, then the error that ended the stream.
+func TestPumpInOrderThenEnd(t *testing.T) {
+	testkit.NoLeaks(t)
 	sent := []int{1, 2, 3}
 	i := 0
-	msgs, ended := serve.Receive(t.Context(), func() (int, error) {
+	msgs, ended := recv.Pump(t.Context(), func() (int, error) {
 		if i == len(sent) {
 			return 0, io.EOF
 		}
@@ -33,11 +32,11 @@ func TestReceiveInOrderThenEnd(t *testing.T) {
 }
 
 // The receiving goroutine ends with the call even when nobody takes its message.
-func TestReceiveEndsWithTheCall(t *testing.T) {
-	defer goleak.VerifyNone(t)
+func TestPumpEndsWithTheCall(t *testing.T) {
+	testkit.NoLeaks(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	received := make(chan struct{})
-	serve.Receive(ctx, func() (string, error) {
+	recv.Pump(ctx, func() (string, error) {
 		close(received)
 		return "never taken", nil
 	})
