@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -193,5 +194,81 @@ func TestGoneStreamIsForgotten(t *testing.T) {
 	}
 	if len(o.open) != 0 { // read after the owner answered, with nothing else in flight
 		t.Fatalf("%d streams still open", len(o.open))
+	}
+}
+
+// gatedStore holds each commit until the test lets it through, and counts them.
+type gatedStore struct {
+	memoryStore
+	entered chan struct{} // a commit started
+	gate    chan struct{}
+	commits chan int // the number of counters in each commit
+}
+
+func (g *gatedStore) commit(w *writes) error {
+	g.entered <- struct{}{}
+	<-g.gate
+	g.commits <- len(w.counters)
+	return nil
+}
+
+// What queues while a commit runs goes out in the next one (group commit), and nobody is
+// answered before the commit of their increment.
+func TestGroupCommit(t *testing.T) {
+	noLeaks(t)
+	st := &gatedStore{entered: make(chan struct{}), gate: make(chan struct{}), commits: make(chan int, 10)}
+	o := startOwner(t, st, false)
+	first := &incrementMsg{reply: newReply(), name: "first", delta: 1}
+	if err := o.send(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	<-st.entered // the owner holds the first increment's commit
+	var queued []*incrementMsg
+	for i := range 10 {
+		m := &incrementMsg{reply: newReply(), name: strconv.Itoa(i), delta: 1}
+		if err := o.send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		queued = append(queued, m)
+	}
+	select {
+	case <-first.done:
+		t.Fatal("an increment was answered before its commit")
+	case <-time.After(10 * time.Millisecond):
+	}
+	st.gate <- struct{}{}
+	if n := <-st.commits; n != 1 {
+		t.Fatalf("the first commit wrote %d counters, want 1", n)
+	}
+	if err := o.wait(context.Background(), &first.reply); err != nil || first.value != 1 {
+		t.Fatalf("first: %d, %v", first.value, err)
+	}
+	<-st.entered
+	st.gate <- struct{}{}
+	if n := <-st.commits; n != len(queued) {
+		t.Fatalf("the second commit wrote %d counters, want the %d queued meanwhile", n, len(queued))
+	}
+	for _, m := range queued {
+		if err := o.wait(context.Background(), &m.reply); err != nil || m.value != 1 {
+			t.Fatalf("%s: %d, %v", m.name, m.value, err)
+		}
+	}
+}
+
+// A Watch whose caller went away is forgotten.
+func TestGoneWatcherIsForgotten(t *testing.T) {
+	noLeaks(t)
+	o := startOwner(t, memoryStore{}, false)
+	w := &watcher{name: "w", ch: make(chan watchValue, 1)}
+	m := &watchMsg{reply: newReply(), w: w}
+	if err := o.call(context.Background(), m, &m.reply); err != nil {
+		t.Fatal(err)
+	}
+	o.tell(&unwatchMsg{w})
+	if _, err := o.testIncrement(t, "w"); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.watchers) != 0 || len(w.ch) != 0 { // read after the owner answered, with nothing else in flight
+		t.Fatalf("%d names still watched, %d values sent to the gone watcher", len(o.watchers), len(w.ch))
 	}
 }
