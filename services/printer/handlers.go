@@ -90,15 +90,15 @@ func (p *Service) sendReceipts(ctx context.Context, stream printerv1.PrinterServ
 
 // Join answers once every job accepted before it is written to every sink and flushed.
 func (p *Service) Join(ctx context.Context, _ *printerv1.JoinRequest) (*printerv1.JoinResponse, error) {
-	reply := make(chan uint64, 1)
-	switch err := p.call(ctx, func(o *owner) { o.join(reply) }); {
+	m := &joinMsg{written: make(chan uint64, 1)}
+	switch err := p.send(ctx, m); {
 	case errors.Is(err, errStopped): // everything accepted was written before the owner ended
 		return &printerv1.JoinResponse{Sequence: new(p.final.last)}, nil
 	case err != nil:
 		return nil, err
 	}
 	select {
-	case last := <-reply:
+	case last := <-m.written:
 		return &printerv1.JoinResponse{Sequence: &last}, nil
 	case <-ctx.Done():
 		return nil, contextError(ctx)
@@ -149,21 +149,16 @@ func (p *Service) Tail(req *printerv1.TailRequest, stream grpc.ServerStreamingSe
 // read takes a page of the history from the owner, or from what it left once it has ended
 // (stopped is then true).
 func (p *Service) read(ctx context.Context, from uint64, first bool) (pg page, stopped bool, err error) {
-	taken := make(chan struct{})
-	switch callErr := p.call(ctx, func(o *owner) {
-		if pg, err = o.hist.read(from, first); err == nil && len(pg.jobs) == 0 {
-			pg.wait = o.woken()
-		}
-		close(taken)
-	}); {
-	case errors.Is(callErr, errStopped):
+	m := &readMsg{from: from, first: first, done: make(chan struct{})}
+	switch sendErr := p.send(ctx, m); {
+	case errors.Is(sendErr, errStopped):
 		pg, err = p.final.read(from, first)
 		return pg, true, err
-	case callErr != nil:
-		return page{}, false, callErr
+	case sendErr != nil:
+		return page{}, false, sendErr
 	}
-	<-taken // the owner runs a call as soon as it takes it
-	return pg, false, err
+	<-m.done // the owner applies a message as soon as it takes it
+	return m.pg, false, m.err
 }
 
 // CheckLimits adds a violation for each limit of this printer that req breaks: what one
@@ -239,7 +234,7 @@ func (p *Service) submit(ctx context.Context, jobs []*printerv1.PrintJob) (accep
 	}
 	// The owner holds s, waiting for room: take it back, unless it was accepted meanwhile. An
 	// owner that has ended answered it already.
-	_ = p.call(context.Background(), func(o *owner) { o.withdraw(s, refusal) })
+	_ = p.send(context.Background(), &withdrawMsg{s: s, err: refusal})
 	a := <-s.reply
 	return a, a.err
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // owner holds the printer's state. Only its goroutine (run) touches it; handlers reach it
-// through the intake and calls channels.
+// with messages (messages.go): submissions through the intake, everything else through the
+// inbox.
 type owner struct {
 	jitter     jitter.Jitter
 	queue      queueLimit // what may wait to be written
@@ -29,6 +30,7 @@ type owner struct {
 type queueLimit struct{ jobs, bytes uint64 }
 
 // submission is one Print, or one message of a PrintStream: jobs accepted together, in order.
+// It is a message (its apply is in messages.go) that comes through the intake.
 type submission struct {
 	jobs  []*printerv1.PrintJob
 	bytes uint64        // what the jobs' lines take in the queue (size)
@@ -59,7 +61,7 @@ type joinWaiter struct {
 
 // run serves until stopping is closed and every accepted job is written, then closes the
 // writer's input, so that it closes the sinks, and wakes the Tails that wait for more.
-func (o *owner) run(intake <-chan *submission, calls <-chan func(*owner), stopping <-chan struct{}, w *writer) {
+func (o *owner) run(intake <-chan *submission, inbox <-chan message, stopping <-chan struct{}, w *writer) {
 	stopped := false
 	for !stopped || o.writing || len(o.next.jobs) > 0 {
 		// The nil-channel trick: while the queue is full, a submission waits for room or the
@@ -75,9 +77,9 @@ func (o *owner) run(intake <-chan *submission, calls <-chan func(*owner), stoppi
 		}
 		select {
 		case s := <-in:
-			o.take(s)
-		case f := <-calls:
-			f(o)
+			s.apply(o)
+		case m := <-inbox:
+			m.apply(o)
 		case <-stopping:
 			stopped, stopping = true, nil
 			if o.parked != nil {

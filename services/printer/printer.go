@@ -118,8 +118,8 @@ type Service struct {
 	limits Config // the limits a request must keep, checked before it reaches the owner
 
 	intake   chan *submission // jobs for the owner; it stops receiving while the queue is full
-	calls    chan func(*owner)
-	stopping chan struct{} // closed by Shutdown: accept nothing more, write what was accepted
+	inbox    chan message     // every other message for the owner
+	stopping chan struct{}    // closed by Shutdown: accept nothing more, write what was accepted
 	stopOnce sync.Once
 
 	done  chan struct{} // closed when the owner and the writer have ended
@@ -168,7 +168,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	p := &Service{
 		limits:   cfg,
 		intake:   make(chan *submission),
-		calls:    make(chan func(*owner)),
+		inbox:    make(chan message),
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -184,7 +184,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	closed := make(chan error, 1)
 	go func() { closed <- w.run() }()
 	go func() {
-		o.run(p.intake, p.calls, p.stopping, w)
+		o.run(p.intake, p.inbox, p.stopping, w)
 		p.final, p.err = o.hist, <-closed
 		close(p.done)
 	}()
@@ -215,11 +215,11 @@ func (p *Service) Shutdown(ctx context.Context) error {
 // errStopped says the owner has ended: what it owned is in p.final.
 var errStopped = errors.New("printer stopped")
 
-// call runs f on the owner goroutine and returns once the owner has taken it; f answers
-// through channels of its own. It returns errStopped once the owner has ended.
-func (p *Service) call(ctx context.Context, f func(*owner)) error {
+// send hands m to the owner and returns once the owner has taken it; m answers through
+// channels of its own. It returns errStopped once the owner has ended.
+func (p *Service) send(ctx context.Context, m message) error {
 	select {
-	case p.calls <- f:
+	case p.inbox <- m:
 		return nil
 	case <-p.done:
 		return errStopped

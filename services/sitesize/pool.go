@@ -36,39 +36,35 @@ func (o outcome) cancelled() bool {
 	return o.result.err.GetCode() == sitesizev1.FetchErrorCode_FETCH_ERROR_CODE_CANCELLED
 }
 
-// pool shares a fixed number of workers (fetches running at once) among every batch being
-// measured. It is an owner goroutine (run): the batches, their progress and the worker count
-// are its alone, and handlers and fetches reach it by message.
+// owner is the pool: it shares a fixed number of workers (fetches running at once) among every
+// batch being measured. It is an owner goroutine (run): the batches, their progress and the
+// worker count are its alone, and handlers and fetches reach it only through inbox, with
+// messages (messages.go) that it applies one at a time.
 //
 // Fairness: a free worker goes to the batch with the fewest fetches running, the one served
 // longest ago on a tie. So a small batch that arrives while a huge one holds every worker gets
 // the next free one, and concurrent batches converge on equal shares (each within its own
 // limit), where a FIFO semaphore would make it wait for the huge batch to drain.
-type pool struct {
+type owner struct {
+	inbox    chan message
+	stopOnce sync.Once
+	exited   chan struct{} // closed when run returns
+
+	// Set by newPool; the fetches read them too.
 	workers int
 	fetcher *fetcher
 	jitter  jitter.Jitter
 	metrics *metrics
 
-	join     chan joining
-	leave    chan leaving
-	done     chan *entry
-	stop     chan struct{} // closed to shut down
-	stopOnce sync.Once
-	exited   chan struct{} // closed when run returns
+	// Everything below belongs to the owner goroutine.
+	waiting  waitHeap          // batches with a job to start and room under their limit
+	active   map[*batch]*entry // every batch added and not yet removed
+	busy     int               // fetches running
+	served   uint64            // workers handed out so far; an entry's served is when it got one
+	stopping bool              // shutdown began: no batch is added, no job started
 }
 
-type joining struct {
-	b     *batch
-	reply chan bool // false: the pool is shutting down
-}
-
-type leaving struct {
-	b     *batch
-	reply chan int // how many jobs of the batch were started
-}
-
-// entry is the pool's record of a batch; only the pool goroutine touches it.
+// entry is the pool's record of a batch; only the owner goroutine touches it.
 type entry struct {
 	*batch
 	next    int    // the next job to start
@@ -78,123 +74,88 @@ type entry struct {
 	left    bool   // its handler has left
 }
 
-func newPool(workers int, f *fetcher, j jitter.Jitter, m *metrics) *pool {
-	return &pool{
+func newPool(workers int, f *fetcher, j jitter.Jitter, m *metrics) *owner {
+	return &owner{
+		inbox:   make(chan message),
+		exited:  make(chan struct{}),
 		workers: workers,
 		fetcher: f,
 		jitter:  j,
 		metrics: m,
-		join:    make(chan joining),
-		leave:   make(chan leaving),
-		done:    make(chan *entry),
-		stop:    make(chan struct{}),
-		exited:  make(chan struct{}),
+		active:  map[*batch]*entry{},
 	}
 }
 
 // add hands a batch to the pool; it reports false when the pool is shutting down.
-func (p *pool) add(b *batch) bool {
-	reply := make(chan bool, 1)
+func (o *owner) add(b *batch) bool {
+	m := &addMsg{b: b, reply: make(chan bool, 1)}
 	select {
-	case p.join <- joining{b, reply}:
-		return <-reply
-	case <-p.exited:
+	case o.inbox <- m:
+		return <-m.reply
+	case <-o.exited:
 		return false
 	}
 }
 
 // remove takes a batch out of the pool, so that none of its jobs starts any more, and returns
 // how many were started: the handler waits for their outcomes. Call it once per added batch.
-func (p *pool) remove(b *batch) int {
-	reply := make(chan int, 1)
-	p.leave <- leaving{b, reply} // run outlives every added batch
-	return <-reply
+func (o *owner) remove(b *batch) int {
+	m := &removeMsg{b: b, reply: make(chan int, 1)}
+	o.inbox <- m // run outlives every added batch
+	return <-m.reply
 }
 
-// run is the owner loop. It returns once shutdown began and every batch has left and every
-// fetch is done.
-func (p *pool) run() {
-	defer close(p.exited)
-	var (
-		waiting  waitHeap // batches with a job to start and room under their limit
-		active   = map[*batch]*entry{}
-		busy     int
-		served   uint64
-		stopping bool
-		stop     = p.stop
-	)
+// run is the owner loop: start what the free workers can, then apply the next message. It
+// returns once shutdown began and every batch has left and every fetch is done.
+func (o *owner) run() {
+	defer close(o.exited)
 	for {
-		for !stopping && busy < p.workers && len(waiting) > 0 {
-			e := waiting[0]
-			job := e.next
-			e.next++
-			e.running++
-			busy++
-			served++
-			e.served = served
-			if e.next == len(e.urls) || e.running == e.limit {
-				heap.Pop(&waiting)
-			} else {
-				heap.Fix(&waiting, 0)
-			}
-			go p.work(e, job)
-		}
-		p.metrics.inFlight.Set(float64(busy))
-		p.metrics.batches.Set(float64(len(active)))
-		if stopping && len(active) == 0 && busy == 0 {
+		o.start()
+		o.metrics.inFlight.Set(float64(o.busy))
+		o.metrics.batches.Set(float64(len(o.active)))
+		if o.stopping && len(o.active) == 0 && o.busy == 0 {
 			return
 		}
-		p.jitter.Sleep()
-		select {
-		case m := <-p.join:
-			if stopping {
-				m.reply <- false
-				continue
-			}
-			e := &entry{batch: m.b, index: -1}
-			active[m.b] = e
-			heap.Push(&waiting, e)
-			m.reply <- true
-		case e := <-p.done:
-			busy--
-			e.running--
-			switch {
-			case e.index >= 0:
-				heap.Fix(&waiting, e.index)
-			case !e.left && e.next < len(e.urls):
-				heap.Push(&waiting, e)
-			}
-		case m := <-p.leave:
-			e := active[m.b]
-			delete(active, m.b)
-			e.left = true
-			if e.index >= 0 {
-				heap.Remove(&waiting, e.index)
-			}
-			m.reply <- e.next
-		case <-stop:
-			stopping, stop = true, nil
-			for b := range active {
-				b.cancel(errShuttingDown)
-			}
+		o.jitter.Sleep()
+		m := <-o.inbox
+		m.apply(o)
+	}
+}
+
+// start hands each free worker a job of the batch first in the waiting heap, until the workers
+// or the waiting batches run out.
+func (o *owner) start() {
+	for !o.stopping && o.busy < o.workers && len(o.waiting) > 0 {
+		e := o.waiting[0]
+		job := e.next
+		e.next++
+		e.running++
+		o.busy++
+		o.served++
+		e.served = o.served
+		if e.next == len(e.urls) || e.running == e.limit {
+			heap.Pop(&o.waiting)
+		} else {
+			heap.Fix(&o.waiting, 0)
 		}
+		go o.work(e, job)
 	}
 }
 
 // work runs one job on a worker and reports it, to the batch and then to the pool.
-func (p *pool) work(e *entry, job int) {
-	r := p.fetcher.fetch(e.ctx, e.urls[job], e.timeout, e.maxBytes)
-	p.metrics.observe(r)
-	p.jitter.Sleep()
+func (o *owner) work(e *entry, job int) {
+	r := o.fetcher.fetch(e.ctx, e.urls[job], e.timeout, e.maxBytes)
+	o.metrics.observe(r)
+	o.jitter.Sleep()
 	e.results <- outcome{job, r}
-	p.done <- e
+	o.inbox <- &doneMsg{e} // run waits for every fetch
 }
 
 // shutdown cancels every batch's fetches and waits until the pool has stopped.
-func (p *pool) shutdown(ctx context.Context) error {
-	p.stopOnce.Do(func() { close(p.stop) })
+func (o *owner) shutdown(ctx context.Context) error {
+	o.stopOnce.Do(func() { o.inbox <- &stopMsg{} }) // run goes on until it takes this
 	select {
-	case <-p.exited:
+	case <-o.exited:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -36,7 +36,7 @@ import (
 type Service struct {
 	sitesizev1.UnimplementedSiteSizeServiceServer
 	cfg     Config
-	pool    *pool
+	pool    *owner
 	fetcher *fetcher
 	start   sync.Once // the pool's goroutine starts with the first call or the shutdown
 }
@@ -79,7 +79,7 @@ func (s *Service) Name() string { return sitesizev1.SiteSizeService_ServiceDesc.
 // Register adds the service's handlers to a gRPC server.
 func (s *Service) Register(r grpc.ServiceRegistrar) { sitesizev1.RegisterSiteSizeServiceServer(r, s) }
 
-func (s *Service) running() *pool {
+func (s *Service) running() *owner {
 	s.start.Do(func() { go s.pool.run() })
 	return s.pool
 }
