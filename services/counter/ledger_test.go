@@ -176,7 +176,8 @@ func TestLedgerTooManyCountersSaysWhy(t *testing.T) {
 	inc{name: "a", delta: 1, want: result{1, 1, false}}.run(t, l)
 	_, err := l.increment("b", "", 1)
 	reason, meta := errorInfoOf(err)
-	if reason != "TOO_MANY_COUNTERS" || meta["max_names"] != "1" || !strings.Contains(status.Convert(err).Message(), `counter "b" was not created`) {
+	if reason != "TOO_MANY_COUNTERS" || meta["max_names"] != "1" || meta["max_names_flag"] != "--counter-max-names" || meta["counters"] != "1" ||
+		!strings.Contains(status.Convert(err).Message(), `counter "b" was not created`) {
 		t.Fatalf("got %v (%s %v)", err, reason, meta)
 	}
 }
