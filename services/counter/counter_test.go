@@ -289,25 +289,8 @@ func TestRequestIDs(t *testing.T) {
 	if r := incr(s.client, "d"); !r.GetReplayed() {
 		t.Fatalf("d, among the 3 newest, = %v, want replayed", r)
 	}
-	s.stop()
-
-	// Pruned by age, by a batch that has nothing else to write; used again, the id is
-	// remembered again, across a restart too.
-	cfg.RequestIDTTL = 50 * time.Millisecond
-	s = startCounter(t, cfg, counter.Deps{})
-	incr(s.client, "e")
-	time.Sleep(100 * time.Millisecond)
-	s.client.Get(ctx, &counterv1.GetRequest{}) // a batch after e's time is up forgets it
-	again := incr(s.client, "e")
-	if again.GetReplayed() {
-		t.Fatalf("e after its time-to-live = %v, want applied again", again)
-	}
-	s.stop()
-	cfg.RequestIDTTL = time.Hour
-	s = startCounter(t, cfg, counter.Deps{})
-	if r := incr(s.client, "e"); !r.GetReplayed() || r.GetSequence() != again.GetSequence() {
-		t.Fatalf("e after a restart = %v, want %v replayed", r, again)
-	}
+	// Pruning by age, on a fake clock: TestLedgerPrune, TestLedgerPruneWaitsForACommit and,
+	// across a restart, TestRequestIDTTLAcrossRestart.
 }
 
 func TestDurableAcrossRestart(t *testing.T) {
