@@ -219,7 +219,7 @@ func (s *Service) Increment(ctx context.Context, req *counterv1.IncrementRequest
 		return nil, callError(err, "the call ended before the counter took the increment: nothing was applied")
 	}
 	if err := s.owner.wait(ctx, &m.reply); err != nil {
-		return nil, callError(err, "the call ended before the counter answered: the increment may have been applied; retry with the same request_id to find out")
+		return nil, callError(err, "the call ended before the counter answered: the increment may have been applied; retry with the same request_id")
 	}
 	return &counterv1.IncrementResponse{Name: m.name, Value: new(m.value), Sequence: new(m.seq), Replayed: m.replayed}, nil
 }
@@ -300,7 +300,7 @@ func (s *Service) Join(ctx context.Context, _ *counterv1.JoinRequest) (*counterv
 		}
 		select {
 		case <-m.committed:
-			return nil, callError(err, fmt.Sprintf("the increments up to sequence %d are applied and on disk, but the printer has not acknowledged all of their print jobs; they wait in the outbox and will be sent when it takes them", m.target))
+			return nil, callError(err, fmt.Sprintf("the increments up to sequence %d are applied and on disk, but not all their print jobs are printed yet: Join again later", m.target))
 		default:
 			return nil, callError(err, "the call ended before the counter committed the increments accepted before the Join")
 		}

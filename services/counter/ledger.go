@@ -127,9 +127,9 @@ func (l *ledger) increment(name, requestID string, delta int64) (result, error) 
 	case l.closed:
 		return result{}, errShuttingDown
 	case l.forwarding && len(l.outbox) >= l.limits.OutboxMax:
-		return result{}, l.outboxFull(1)
+		return result{}, errOutboxFull
 	case !l.exists(name) && l.names >= l.limits.MaxNames:
-		return result{}, l.tooManyCounters("counter %q was not created and nothing was applied", name)
+		return result{}, l.tooManyCounters("counter %q was not created and nothing was applied; existing counters still count", name)
 	}
 	c := l.counter(name)
 	v, ok := add(c.value, delta)
@@ -158,8 +158,8 @@ func (l *ledger) stream(t *tally, incs []*counterv1.CounterIncrement) error {
 	case l.closed:
 		return status.Errorf(codes.Unavailable, "the counter is shutting down: message %d of this stream was not applied; the %d increments before it were", t.messages, t.applied)
 	case l.forwarding && len(l.outbox)+len(incs) > l.limits.OutboxMax:
-		return status.Errorf(codes.Unavailable, "%s; message %d of this stream was not applied, the %d increments before it were",
-			status.Convert(l.outboxFull(len(incs))).Message(), t.messages, t.applied)
+		return status.Errorf(codes.Unavailable, "%s: message %d of this stream was not applied, the %d increments before it were",
+			outboxIsFull, t.messages, t.applied)
 	}
 	l.stamp++
 	cs := l.scratch[:0]
@@ -180,8 +180,8 @@ func (l *ledger) stream(t *tally, incs []*counterv1.CounterIncrement) error {
 		v, ok := add(c.pending, delta(inc.Delta))
 		if !ok {
 			err := status.Errorf(codes.OutOfRange,
-				"increments[%d] of message %d: adding %d to counter %q (%d) would overflow a signed 64-bit integer; the message was not applied, the %d increments before it were",
-				i, t.messages, delta(inc.Delta), name, c.pending, t.applied)
+				"increments[%d] of message %d would overflow counter %q: the message was not applied, the %d increments before it were",
+				i, t.messages, name, t.applied)
 			l.discard(append(cs, c))
 			return err
 		}
@@ -189,7 +189,7 @@ func (l *ledger) stream(t *tally, incs []*counterv1.CounterIncrement) error {
 		cs = append(cs, c)
 	}
 	if fresh > 0 && l.names+fresh > l.limits.MaxNames {
-		err := l.tooManyCounters("message %d of this stream would create %d more, so it was not applied (the %d increments before it were)",
+		err := l.tooManyCounters("message %d of this stream would create %d more and was not applied, the %d increments before it were",
 			t.messages, fresh, t.applied)
 		l.discard(cs)
 		return err
@@ -316,7 +316,7 @@ func (l *ledger) committed() uint64 {
 // fail records that the pending writes could not be committed: memory is ahead of the disk,
 // so from now on the ledger refuses everything with the error it returns.
 func (l *ledger) fail(err error) error {
-	l.failed = status.Errorf(codes.Unavailable, "the counter could not write to its database and stopped taking requests; restart it (nothing after sequence %d is on disk): %v", l.durable, err)
+	l.failed = status.Errorf(codes.Unavailable, "the counter stopped: writing to its database failed, nothing after sequence %d is on disk; restart it: %v", l.durable, err)
 	return l.failed
 }
 
@@ -367,17 +367,17 @@ func (l *ledger) discard(cs []*counterState) {
 	l.scratch = cs[:0]
 }
 
-func (l *ledger) outboxFull(n int) error {
-	return status.Errorf(codes.Unavailable, "the outbox holds %d print jobs the printer has not taken, and %d more would pass --counter-outbox-max %d; nothing was applied: retry once the printer is back",
-		len(l.outbox), n, l.limits.OutboxMax)
-}
+// outboxIsFull says why an increment is refused when the outbox holds --counter-outbox-max
+// print jobs.
+const outboxIsFull = "the printer is away and the outbox of print jobs is full"
+
+var errOutboxFull = status.Error(codes.Unavailable, outboxIsFull+": nothing was applied; retry once the printer is back")
 
 // tooManyCounters refuses an increment that would create a counter past --counter-max-names;
 // what, formatted with args, says which increment and what became of it.
 func (l *ledger) tooManyCounters(what string, args ...any) error {
-	return failure(codes.ResourceExhausted, "TOO_MANY_COUNTERS", map[string]string{"max_names": strconv.Itoa(l.limits.MaxNames)},
-		"%d counters exist and --counter-max-names allows %d: %s; existing counters still take increments, and the server's operator can raise the limit",
-		l.names, l.limits.MaxNames, fmt.Sprintf(what, args...))
+	meta := map[string]string{"max_names": strconv.Itoa(l.limits.MaxNames), "max_names_flag": "--counter-max-names", "counters": strconv.Itoa(l.names)}
+	return failure(codes.ResourceExhausted, "TOO_MANY_COUNTERS", meta, "the counter limit is reached: %s", fmt.Sprintf(what, args...))
 }
 
 func requestIDReused(r *requestRecord) error {

@@ -176,7 +176,8 @@ func TestLedgerTooManyCountersSaysWhy(t *testing.T) {
 	inc{name: "a", delta: 1, want: result{1, 1, false}}.run(t, l)
 	_, err := l.increment("b", "", 1)
 	reason, meta := errorInfoOf(err)
-	if reason != "TOO_MANY_COUNTERS" || meta["max_names"] != "1" || !strings.Contains(status.Convert(err).Message(), `counter "b" was not created`) {
+	if reason != "TOO_MANY_COUNTERS" || meta["max_names"] != "1" || meta["max_names_flag"] != "--counter-max-names" || meta["counters"] != "1" ||
+		!strings.Contains(status.Convert(err).Message(), `counter "b" was not created`) {
 		t.Fatalf("got %v (%s %v)", err, reason, meta)
 	}
 }
@@ -469,6 +470,35 @@ func TestLedgerPrune(t *testing.T) {
 				inc{name: "b", id: c.forgotten[0], delta: 7, want: result{7, 4, false}}.run(t, l)
 			}
 		})
+	}
+}
+
+// An id past its age is forgotten by a batch with nothing else to write (a Get, say) without
+// a commit of its own: at once in memory, so that it applies again, and on disk with the next
+// commit, which carries the forgetting along with the id remembered again.
+func TestLedgerPruneWaitsForACommit(t *testing.T) {
+	cfg := limits()
+	cfg.RequestIDTTL = time.Minute
+	l, now := testLedger(cfg, false)
+	inc{name: "a", id: "e", delta: 1, want: result{1, 1, false}}.run(t, l)
+	l.prune()
+	checkWrites(t, l.pending(false), committed{seq: 1, counters: map[string]int64{"a": 1}, requests: []string{"e"}})
+	l.committed()
+
+	*now = now.Add(time.Minute) // at its age exactly: kept
+	l.prune()
+	inc{name: "a", id: "e", delta: 1, want: result{1, 1, true}}.run(t, l)
+	*now = now.Add(time.Nanosecond)
+	l.prune()
+	if w := l.pending(false); w != nil || !slices.Equal(l.w.forgotten, []string{"e"}) {
+		t.Fatalf("a batch that only forgets e: pending %+v, forgotten %q; want no commit, e forgotten", w, l.w.forgotten)
+	}
+	inc{name: "a", id: "e", delta: 1, want: result{2, 2, false}}.run(t, l)
+	l.prune()
+	w := l.pending(false)
+	checkWrites(t, w, committed{seq: 2, counters: map[string]int64{"a": 2}, requests: []string{"e"}})
+	if !slices.Equal(w.forgotten, []string{"e"}) {
+		t.Fatalf("the next commit forgets %q, want e", w.forgotten)
 	}
 }
 

@@ -278,7 +278,7 @@ func (o *owner) feedForwarder() {
 // finish answers what still waits and closes the store; the owner then exits.
 func (o *owner) finish() {
 	for _, j := range o.joins {
-		j.err = status.Errorf(codes.Unavailable, "the counter shut down before the printer acknowledged the print jobs up to sequence %d; they wait in the outbox for the next start", j.target)
+		j.err = status.Errorf(codes.Unavailable, "the counter shut down before the printer took the print jobs up to sequence %d: they wait in the outbox for its next start", j.target)
 		close(j.done)
 	}
 	o.joins = nil

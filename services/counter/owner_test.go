@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -20,12 +21,18 @@ import (
 // startOwner runs an owner on st until the test ends.
 func startOwner(t testing.TB, st store, forwarding bool) *owner {
 	t.Helper()
+	cfg := Config{DB: Memory, OutboxMax: 1 << 30, RequestIDTTL: time.Hour, RequestIDMax: 1000, MaxNames: 1 << 30}
+	return startOwnerWith(t, cfg, st, forwarding)
+}
+
+// startOwnerWith runs an owner of cfg on st until it is stopped or the test ends.
+func startOwnerWith(t testing.TB, cfg Config, st store, forwarding bool) *owner {
+	t.Helper()
 	loaded, err := st.load(forwarding)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, _ := newMetrics(nil)
-	cfg := Config{DB: Memory, OutboxMax: 1 << 30, RequestIDTTL: time.Hour, RequestIDMax: 1000, MaxNames: 1 << 30}
 	o := newOwner(cfg, st, loaded, forwarding, jitter.Jitter{}, slog.New(slog.DiscardHandler), m)
 	go o.run()
 	t.Cleanup(func() {
@@ -215,44 +222,47 @@ func (g *gatedStore) commit(w *writes) error {
 // What queues while a commit runs goes out in the next one (group commit), and nobody is
 // answered before the commit of their increment.
 func TestGroupCommit(t *testing.T) {
-	noLeaks(t)
-	st := &gatedStore{entered: make(chan struct{}), gate: make(chan struct{}), commits: make(chan int, 10)}
-	o := startOwner(t, st, false)
-	first := &incrementMsg{reply: newReply(), name: "first", delta: 1}
-	if err := o.send(context.Background(), first); err != nil {
-		t.Fatal(err)
-	}
-	<-st.entered // the owner holds the first increment's commit
-	var queued []*incrementMsg
-	for i := range 10 {
-		m := &incrementMsg{reply: newReply(), name: strconv.Itoa(i), delta: 1}
-		if err := o.send(context.Background(), m); err != nil {
+	// synctest.Wait shows that nothing happens, where a sleep would only wait a while to see.
+	synctest.Test(t, func(t *testing.T) {
+		st := &gatedStore{entered: make(chan struct{}), gate: make(chan struct{}), commits: make(chan int, 10)}
+		o := startOwner(t, st, false)
+		first := &incrementMsg{reply: newReply(), name: "first", delta: 1}
+		if err := o.send(context.Background(), first); err != nil {
 			t.Fatal(err)
 		}
-		queued = append(queued, m)
-	}
-	select {
-	case <-first.done:
-		t.Fatal("an increment was answered before its commit")
-	case <-time.After(10 * time.Millisecond):
-	}
-	st.gate <- struct{}{}
-	if n := <-st.commits; n != 1 {
-		t.Fatalf("the first commit wrote %d counters, want 1", n)
-	}
-	if err := o.wait(context.Background(), &first.reply); err != nil || first.value != 1 {
-		t.Fatalf("first: %d, %v", first.value, err)
-	}
-	<-st.entered
-	st.gate <- struct{}{}
-	if n := <-st.commits; n != len(queued) {
-		t.Fatalf("the second commit wrote %d counters, want the %d queued meanwhile", n, len(queued))
-	}
-	for _, m := range queued {
-		if err := o.wait(context.Background(), &m.reply); err != nil || m.value != 1 {
-			t.Fatalf("%s: %d, %v", m.name, m.value, err)
+		<-st.entered // the owner holds the first increment's commit
+		var queued []*incrementMsg
+		for i := range 10 {
+			m := &incrementMsg{reply: newReply(), name: strconv.Itoa(i), delta: 1}
+			if err := o.send(context.Background(), m); err != nil {
+				t.Fatal(err)
+			}
+			queued = append(queued, m)
 		}
-	}
+		synctest.Wait() // every goroutine of the test is blocked: the owner, in the first commit
+		select {
+		case <-first.done:
+			t.Fatal("an increment was answered before its commit")
+		default:
+		}
+		st.gate <- struct{}{}
+		if n := <-st.commits; n != 1 {
+			t.Fatalf("the first commit wrote %d counters, want 1", n)
+		}
+		if err := o.wait(context.Background(), &first.reply); err != nil || first.value != 1 {
+			t.Fatalf("first: %d, %v", first.value, err)
+		}
+		<-st.entered
+		st.gate <- struct{}{}
+		if n := <-st.commits; n != len(queued) {
+			t.Fatalf("the second commit wrote %d counters, want the %d queued meanwhile", n, len(queued))
+		}
+		for _, m := range queued {
+			if err := o.wait(context.Background(), &m.reply); err != nil || m.value != 1 {
+				t.Fatalf("%s: %d, %v", m.name, m.value, err)
+			}
+		}
+	})
 }
 
 // A Watch whose caller went away is forgotten.
@@ -271,4 +281,61 @@ func TestGoneWatcherIsForgotten(t *testing.T) {
 	if len(o.watchers) != 0 || len(w.ch) != 0 { // read after the owner answered, with nothing else in flight
 		t.Fatalf("%d names still watched, %d values sent to the gone watcher", len(o.watchers), len(w.ch))
 	}
+}
+
+// A request id past its time-to-live is forgotten by a batch that has nothing else to write,
+// and applies again; used again, it is remembered again, across a restart too: the commit
+// forgets the old id on disk before it writes the new one. synctest's clock lets the
+// time-to-live pass without waiting for it; the owner's ledger reads time.Now.
+func TestRequestIDTTLAcrossRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "c.db")
+		cfg := Config{DB: path, OutboxMax: 1000, RequestIDTTL: time.Minute, RequestIDMax: 1000, MaxNames: 1000}
+		start := func() *owner {
+			t.Helper()
+			st, err := openBolt(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return startOwnerWith(t, cfg, st, false)
+		}
+		stop := func(o *owner) {
+			m := &stopMsg{newReply()}
+			o.inbox <- m
+			<-o.stopped
+		}
+		increment := func(o *owner) result {
+			t.Helper()
+			m := &incrementMsg{reply: newReply(), name: "a", requestID: "e", delta: 1}
+			if err := o.call(t.Context(), m, &m.reply); err != nil {
+				t.Fatal(err)
+			}
+			return m.result
+		}
+
+		o := start()
+		if r := increment(o); r != (result{1, 1, false}) {
+			t.Fatalf("first increment = %+v", r)
+		}
+		if r := increment(o); r != (result{1, 1, true}) {
+			t.Fatalf("retry within the time-to-live = %+v, want the first answer replayed", r)
+		}
+		time.Sleep(2 * time.Minute)
+		g := &getMsg{reply: newReply(), name: "a"}
+		if err := o.call(t.Context(), g, &g.reply); err != nil { // a batch that only reads forgets e
+			t.Fatal(err)
+		}
+		again := increment(o)
+		if again != (result{2, 2, false}) {
+			t.Fatalf("e after its time-to-live = %+v, want applied again", again)
+		}
+		stop(o)
+
+		cfg.RequestIDTTL = time.Hour
+		o = start()
+		if r := increment(o); r != (result{again.value, again.seq, true}) {
+			t.Fatalf("e after a restart = %+v, want %+v replayed", r, again)
+		}
+		stop(o)
+	})
 }

@@ -135,7 +135,7 @@ func (p *Service) Tail(req *printerv1.TailRequest, stream grpc.ServerStreamingSe
 			continue
 		case stopped:
 			return failure(codes.Unavailable, "SHUTTING_DOWN", map[string]string{"resume_sequence": strconv.FormatUint(next, 10)},
-				"the printer is shutting down and everything it wrote has been sent; call Tail again from %d once it is back", next)
+				"the printer is shutting down and everything it wrote was sent: call Tail again from %d once it is back", next)
 		}
 		select {
 		case <-pg.wait:
@@ -177,7 +177,7 @@ func (p *Service) CheckLimits(req any, l *violation.List) {
 		case len(jobs) > c.MaxJobs:
 			l.Addf("jobs", "holds %d jobs; this printer takes at most %d jobs per message (--printer-max-jobs): split the message", len(jobs), c.MaxJobs)
 		case len(jobs) > c.Queue || bytes > uint64(c.QueueBytes):
-			l.Addf("jobs", "holds %d jobs of %d bytes of lines; this printer's queue holds at most %d jobs and %d bytes (--printer-queue, --printer-queue-bytes): split the message", len(jobs), bytes, c.Queue, c.QueueBytes)
+			l.Addf("jobs", "holds %d jobs of %d bytes; this printer's queue holds at most %d jobs and %d bytes (--printer-queue, --printer-queue-bytes): split it", len(jobs), bytes, c.Queue, c.QueueBytes)
 		}
 		for i, j := range jobs {
 			p.checkJob(l, fmt.Sprintf("jobs[%d].", i), j.GetLines())
@@ -221,14 +221,14 @@ func (p *Service) submit(ctx context.Context, jobs []*printerv1.PrintJob) (accep
 		case <-p.stopping:
 			refusal = errShuttingDown
 		case <-giveUp:
-			refusal = errQueueFull
+			refusal = p.queueFull()
 		case <-ctx.Done():
 			refusal = contextError(ctx)
 		}
 	case <-p.stopping:
 		return accepted{}, errShuttingDown
 	case <-giveUp:
-		return accepted{}, errQueueFull
+		return accepted{}, p.queueFull()
 	case <-ctx.Done():
 		return accepted{}, contextError(ctx)
 	}
@@ -246,16 +246,22 @@ func patience(d time.Duration) time.Duration {
 	return d - min(d/5, 250*time.Millisecond)
 }
 
-var (
-	errShuttingDown = failure(codes.Unavailable, "SHUTTING_DOWN", nil,
-		"the printer is shutting down: the job was not accepted and will not be printed; send it again once the printer is back")
-	errQueueFull = failure(codes.ResourceExhausted, "QUEUE_FULL", nil,
-		"the print queue stayed full until the deadline (--printer-queue jobs and --printer-queue-bytes wait to be written): the jobs were not accepted and will not be printed; send them again later or with a longer deadline")
-)
+var errShuttingDown = failure(codes.Unavailable, "SHUTTING_DOWN", nil,
+	"the printer is shutting down: the jobs were not accepted; send them again once it is back")
+
+// queueFull refuses jobs that found no room in the queue before their deadline.
+func (p *Service) queueFull() error {
+	meta := map[string]string{
+		"max_jobs": strconv.Itoa(p.limits.Queue), "max_jobs_flag": "--printer-queue",
+		"max_bytes": strconv.Itoa(p.limits.QueueBytes), "max_bytes_flag": "--printer-queue-bytes",
+	}
+	return failure(codes.ResourceExhausted, "QUEUE_FULL", meta,
+		"the print queue stayed full until the deadline: the jobs were not accepted; retry later or with a longer deadline")
+}
 
 func tooManySources(max int) error {
-	return failure(codes.ResourceExhausted, "TOO_MANY_SOURCES", map[string]string{"max_sources": strconv.Itoa(max)},
-		"the printer already remembers %d sources (--printer-max-sources), the most it may: the message was not accepted; send jobs without a source, or from a source it knows", max)
+	return failure(codes.ResourceExhausted, "TOO_MANY_SOURCES", map[string]string{"max_sources": strconv.Itoa(max), "max_sources_flag": "--printer-max-sources"},
+		"the printer knows as many sources as it may: the jobs were not accepted; send them without a source, or from a known one")
 }
 
 // failure is a status error with a google.rpc.ErrorInfo detail of this service.

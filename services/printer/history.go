@@ -62,15 +62,17 @@ func (h *history) read(from uint64, first bool) (page, error) {
 		from = oldest
 	}
 	if from < oldest {
-		meta := map[string]string{"oldest_sequence": strconv.FormatUint(oldest, 10), "requested_sequence": strconv.FormatUint(from, 10)}
+		meta := map[string]string{
+			"oldest_sequence": strconv.FormatUint(oldest, 10), "requested_sequence": strconv.FormatUint(from, 10),
+			"max_jobs": strconv.Itoa(len(h.ring)), "max_jobs_flag": "--printer-history",
+			"max_bytes": strconv.FormatUint(h.maxBytes, 10), "max_bytes_flag": "--printer-history-bytes",
+		}
 		if first {
 			return page{}, failure(codes.OutOfRange, "SEQUENCE_NOT_KEPT", meta,
-				"sequence %d is no longer kept: the oldest kept is %d (the history keeps the last jobs written since the printer started, at most %d jobs and %d bytes of lines: --printer-history, --printer-history-bytes); tail from %d, or from 0 for the oldest kept",
-				from, oldest, len(h.ring), h.maxBytes, oldest)
+				"sequence %d is no longer kept: the oldest kept is %d; tail from there, or from 0", from, oldest)
 		}
 		return page{}, failure(codes.ResourceExhausted, "READER_FELL_BEHIND", meta,
-			"this reader fell further behind than the history keeps (at most %d jobs and %d bytes of lines: --printer-history, --printer-history-bytes) and was cut off, so that printing never waits for it: it needed sequence %d, and the oldest kept is now %d; call Tail again from %d to go on (sequences %d to %d are no longer kept)",
-			len(h.ring), h.maxBytes, from, oldest, oldest, from, oldest-1)
+			"this reader fell behind the history kept and was cut off, so that printing never waits: call Tail again from %d", oldest)
 	}
 	p := page{from: from, last: h.last}
 	for seq := from; seq <= h.last && len(p.jobs) < pageSize; seq++ {

@@ -117,7 +117,9 @@ func TestTailOlderThanHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = stream.Recv()
-	if c, reason, meta := code(err); c != codes.OutOfRange || reason != "SEQUENCE_NOT_KEPT" || meta["oldest_sequence"] != "8" || !strings.Contains(err.Error(), "the oldest kept is 8") {
+	if c, reason, meta := code(err); c != codes.OutOfRange || reason != "SEQUENCE_NOT_KEPT" || meta["oldest_sequence"] != "8" || meta["requested_sequence"] != "3" ||
+		meta["max_jobs"] != "5" || meta["max_jobs_flag"] != "--printer-history" || meta["max_bytes_flag"] != "--printer-history-bytes" ||
+		!strings.Contains(err.Error(), "the oldest kept is 8") {
 		t.Fatalf("Tail from 3 with jobs 8-12 kept: %v (%s %v)", err, reason, meta)
 	}
 	got := tailAll(t, r.client, 0)
@@ -155,8 +157,9 @@ func TestSlowReaderIsCutOff(t *testing.T) {
 			if c != codes.ResourceExhausted || reason != "READER_FELL_BEHIND" {
 				t.Fatalf("after %d jobs the reader got %v; want RESOURCE_EXHAUSTED", last, err)
 			}
-			if meta["requested_sequence"] != strconv.FormatUint(last+1, 10) || meta["oldest_sequence"] != strconv.Itoa(jobs-49) {
-				t.Fatalf("cut off after job %d with %v; want requested %d, oldest %d", last, meta, last+1, jobs-49)
+			if meta["requested_sequence"] != strconv.FormatUint(last+1, 10) || meta["oldest_sequence"] != strconv.Itoa(jobs-49) || meta["max_jobs"] != "50" ||
+				!strings.Contains(err.Error(), fmt.Sprintf("call Tail again from %d", jobs-49)) {
+				t.Fatalf("cut off after job %d with %v %v; want requested %d, oldest %d", last, err, meta, last+1, jobs-49)
 			}
 			break
 		}
@@ -186,8 +189,9 @@ func TestBackpressure(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := r.client.Print(ctx, &printerv1.PrintRequest{Lines: []string{"three"}})
-	if c, reason, _ := code(err); c != codes.ResourceExhausted || reason != "QUEUE_FULL" || !strings.Contains(err.Error(), "not accepted") {
-		t.Fatalf("Print into a full queue: %v, want RESOURCE_EXHAUSTED (QUEUE_FULL)", err)
+	if c, reason, meta := code(err); c != codes.ResourceExhausted || reason != "QUEUE_FULL" || !strings.Contains(err.Error(), "not accepted") ||
+		meta["max_jobs"] != "2" || meta["max_jobs_flag"] != "--printer-queue" || meta["max_bytes_flag"] != "--printer-queue-bytes" {
+		t.Fatalf("Print into a full queue: %v %v, want RESOURCE_EXHAUSTED (QUEUE_FULL) with the queue's limits", err, meta)
 	}
 	four := make(chan error, 1)
 	go func() {
@@ -534,8 +538,8 @@ func TestSources(t *testing.T) {
 		}
 	}
 	_, err := send("c", 1)
-	if c, reason, meta := code(err); c != codes.ResourceExhausted || reason != "TOO_MANY_SOURCES" || meta["max_sources"] != "2" {
-		t.Fatalf("a third source with --printer-max-sources=2: %v", err)
+	if c, reason, meta := code(err); c != codes.ResourceExhausted || reason != "TOO_MANY_SOURCES" || meta["max_sources"] != "2" || meta["max_sources_flag"] != "--printer-max-sources" {
+		t.Fatalf("a third source with --printer-max-sources=2: %v %v", err, meta)
 	}
 	r.join(t)
 	if got, want := out.Lines(), []string{"a 1", "b 5", "a 2", "b 6"}; !slices.Equal(got, want) {

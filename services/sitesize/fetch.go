@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"syscall"
 	"time"
 
@@ -90,7 +91,7 @@ func (f *fetcher) fetch(ctx context.Context, rawURL string, timeout time.Duratio
 		r.finalURL = resp.Request.URL.String()
 	}
 	if err != nil {
-		r.err = classify(err, ctx, urlCtx, timeout)
+		r.err = classify(err, rawURL, ctx, urlCtx, timeout)
 		return r
 	}
 	defer resp.Body.Close()
@@ -99,16 +100,20 @@ func (f *fetcher) fetch(ctx context.Context, rawURL string, timeout time.Duratio
 	if r.size > maxBytes {
 		r.size, r.truncated = maxBytes, true
 	} else if err != nil {
-		r.err = classify(err, ctx, urlCtx, timeout)
+		r.err = classify(err, rawURL, ctx, urlCtx, timeout)
 	}
 	return r
 }
 
 // classify maps a fetch's error to the contract's codes; ctx is the batch's, urlCtx the
-// fetch's own.
-func classify(err error, ctx, urlCtx context.Context, timeout time.Duration) *sitesizev1.FetchError {
+// fetch's own. The message leaves out rawURL, which the result carries already, and names a
+// URL only when it is another one, a redirect's.
+func classify(err error, rawURL string, ctx, urlCtx context.Context, timeout time.Duration) *sitesizev1.FetchError {
 	code := sitesizev1.FetchErrorCode_FETCH_ERROR_CODE_PROTOCOL
 	msg := err.Error()
+	if uerr, ok := err.(*url.Error); ok && uerr.URL == rawURL {
+		msg = uerr.Err.Error()
+	}
 	var (
 		blocked *blockedError
 		dns     *net.DNSError

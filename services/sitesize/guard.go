@@ -39,10 +39,11 @@ func newGuard(allow Prefixes, ports Ports) *guard {
 	}
 }
 
-// blockedError is the guard's refusal.
+// blockedError is the guard's refusal; FETCH_ERROR_CODE_BLOCKED says it was refused, reason
+// says why.
 type blockedError struct{ reason string }
 
-func (e *blockedError) Error() string { return "refused by the address guard: " + e.reason }
+func (e *blockedError) Error() string { return e.reason }
 
 // control is net.Dialer's Control: it refuses to connect to an address the guard forbids.
 func (g *guard) control(network, address string, _ syscall.RawConn) error {
@@ -54,10 +55,10 @@ func (g *guard) control(network, address string, _ syscall.RawConn) error {
 		return &blockedError{fmt.Sprintf("address %q does not parse: %v", address, err)}
 	}
 	if p := ap.Port(); p != 80 && p != 443 && !g.ports.contains(p) {
-		return &blockedError{fmt.Sprintf("port %d is not allowed (80 and 443 are; the server's operator may add others with --sitesize-allow-ports)", p)}
+		return &blockedError{fmt.Sprintf("port %d is not allowed, only 80 and 443; the operator may allow it with --sitesize-allow-ports", p)}
 	}
 	if err := g.ssrf.SafeAddr(ap.Addr().Unmap()); err != nil {
-		return &blockedError{fmt.Sprintf("%v; the server's operator may allow it with --sitesize-allow", strings.TrimPrefix(err.Error(), ssrf.ErrProhibitedIP.Error()+": "))}
+		return &blockedError{fmt.Sprintf("%v; the operator may allow it with --sitesize-allow", strings.TrimPrefix(err.Error(), ssrf.ErrProhibitedIP.Error()+": "))}
 	}
 	return nil
 }

@@ -31,6 +31,9 @@ func TestGuardRefusesSpecialAddresses(t *testing.T) {
 		if r.GetError().GetCode() != sitesizev1.FetchErrorCode_FETCH_ERROR_CODE_BLOCKED || !strings.Contains(r.GetError().GetMessage(), "--sitesize-allow") || r.Status != nil {
 			t.Errorf("%s: %v; want BLOCKED, pointing at --sitesize-allow", r.GetUrl(), r.GetError())
 		}
+		if msg := r.GetError().GetMessage(); strings.Contains(msg, r.GetUrl()) || len(msg) > 160 {
+			t.Errorf("%s: message %q repeats the URL, which the result carries, or is long", r.GetUrl(), msg)
+		}
 	}
 }
 
