@@ -213,37 +213,3 @@ func FuzzPebbleRecovery(f *testing.F) {
 		}
 	})
 }
-
-func TestPebbleStoreRefuses(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "old.db")
-	if err := os.WriteFile(file, []byte("a bbolt file"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := openPebble(file); err == nil || !strings.Contains(err.Error(), "move it away") {
-		t.Errorf("opening a file: %v", err)
-	}
-	if _, err := openPebble(dir); err == nil || !strings.Contains(err.Error(), "holds no counter database") {
-		t.Errorf("opening a folder that is not a database: %v", err)
-	}
-	path := filepath.Join(dir, "counter.db")
-	st, err := openPebble(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if _, err := openPebble(path); err == nil || !strings.Contains(err.Error(), "another process holds it") {
-		t.Errorf("opening it twice: %v", err)
-	}
-	if d := time.Since(start); d < lockTimeout {
-		t.Errorf("refused after %v, before the lock timeout %v", d, lockTimeout)
-	}
-	st.close()
-	if st, err = openPebble(path); err != nil {
-		t.Fatalf("reopening once closed: %v", err)
-	}
-	st.close()
-	if leftovers, _ := filepath.Glob(path + ".new-*"); len(leftovers) > 0 {
-		t.Errorf("creating the database left %v", leftovers)
-	}
-}
