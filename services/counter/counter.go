@@ -5,9 +5,9 @@
 // Three goroutines do the work, each with its own job:
 //   - the owner (owner.go) is the only one that reads or writes counter state. Handlers send
 //     it messages and wait for its answer. It applies what is queued in one batch, commits the
-//     batch in one bbolt transaction (the counters, the outbox of print jobs, the request ids,
-//     the sequence), and only then answers, so an answered increment is on disk. It is also
-//     the only writer of the database.
+//     batch as one synced write to pebble's log (the counters, the outbox of print jobs, the
+//     request ids, the sequence), and only then answers, so an answered increment is on disk.
+//     It is also the only writer of the database.
 //   - the forwarder (forward.go) asks the owner for committed print jobs, sends them over one
 //     PrintStream, and tells the owner what the printer acknowledged, which the owner drops
 //     from the outbox in its next commit.
@@ -44,7 +44,7 @@ const Memory = ":memory:"
 
 // Config is the counter's configuration; every field has a flag.
 type Config struct {
-	DB           string        // bbolt file, or Memory
+	DB           string        // pebble database folder, or Memory
 	OutboxMax    int           // most print jobs waiting for the printer
 	RequestIDTTL time.Duration // how long a request id is remembered
 	RequestIDMax int           // most request ids remembered
@@ -53,7 +53,7 @@ type Config struct {
 
 // RegisterFlags defines the counter's flags on fs, with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.DB, "counter-db", DefaultDB(), "bbolt database `file` for the counters, their outbox of print jobs and the request ids; "+Memory+" keeps nothing")
+	fs.StringVar(&c.DB, "counter-db", DefaultDB(), "database `folder` for the counters, their outbox of print jobs and the request ids; "+Memory+" keeps nothing")
 	fs.IntVar(&c.OutboxMax, "counter-outbox-max", 100_000, "most print jobs waiting for the printer; past it Increment answers UNAVAILABLE rather than lose one")
 	fs.DurationVar(&c.RequestIDTTL, "counter-request-id-ttl", 24*time.Hour, "how long a request_id is remembered, so that a retry applies nothing")
 	fs.IntVar(&c.RequestIDMax, "counter-request-id-max", 100_000, "most request_ids remembered; the oldest are forgotten first")
@@ -77,7 +77,7 @@ func DefaultDB() string {
 func (c Config) check() error {
 	switch {
 	case c.DB == "":
-		return errors.New("--counter-db is empty, and there is no home directory to default to: name a file, or " + Memory + " to keep nothing")
+		return errors.New("--counter-db is empty, and there is no home directory to default to: name a folder, or " + Memory + " to keep nothing")
 	case c.OutboxMax < 1:
 		return fmt.Errorf("--counter-outbox-max %d: must be at least 1", c.OutboxMax)
 	case c.RequestIDTTL <= 0:
@@ -132,7 +132,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	var st store = memoryStore{}
 	if cfg.DB != Memory {
-		if st, err = openBolt(cfg.DB); err != nil {
+		if st, err = openPebble(cfg.DB); err != nil {
 			return nil, err
 		}
 	}

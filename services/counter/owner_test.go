@@ -99,7 +99,7 @@ func (f *failingStore) commit(w *writes) error {
 func TestFailedCommitStopsTheCounter(t *testing.T) {
 	noLeaks(t)
 	path := filepath.Join(t.TempDir(), "c.db")
-	st, err := openBolt(path)
+	st, err := openPebble(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestFailedCommitStopsTheCounter(t *testing.T) {
 	stop := &stopMsg{newReply()}
 	o.inbox <- stop
 	<-stop.done
-	if st, err = openBolt(path); err != nil {
+	if st, err = openPebble(path); err != nil {
 		t.Fatal(err)
 	}
 	defer st.close()
@@ -144,19 +144,19 @@ func TestFailedCommitStopsTheCounter(t *testing.T) {
 
 // BenchmarkOwner measures the owner loop alone, without gRPC: ns per applied increment,
 // sent one per message from parallel callers (unary) or 1,000 per message (stream), in
-// memory and with a batch commit to bbolt.
+// memory and with a batch commit to pebble.
 func BenchmarkOwner(b *testing.B) {
 	stores := map[string]func(b *testing.B) store{
 		"memory": func(*testing.B) store { return memoryStore{} },
-		"bolt": func(b *testing.B) store {
-			st, err := openBolt(filepath.Join(b.TempDir(), "c.db"))
+		"pebble": func(b *testing.B) store {
+			st, err := openPebble(filepath.Join(b.TempDir(), "c.db"))
 			if err != nil {
 				b.Fatal(err)
 			}
 			return st
 		},
 	}
-	for _, name := range []string{"memory", "bolt"} {
+	for _, name := range []string{"memory", "pebble"} {
 		b.Run(name+"/unary", func(b *testing.B) {
 			o := startOwner(b, stores[name](b), false)
 			b.SetParallelism(25) // 50 callers on 2 CPUs, as in the gRPC bench

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // A store keeps the owner's state across restarts. The owner is its only user: it loads the
@@ -67,20 +67,26 @@ func (memoryStore) load(bool) (*state, error) { return newState(), nil }
 func (memoryStore) commit(*writes) error      { return nil }
 func (memoryStore) close() error              { return nil }
 
-// boltStore keeps the state in a bbolt database: one bucket per kind of record, plus meta.
-type boltStore struct {
-	db   *bolt.DB
+// pebbleStore keeps the state in a pebble database, a folder: each commit is one batch
+// appended to pebble's write-ahead log and made durable with one fdatasync. Every record
+// lives in one key space, the kind of record in the first byte of its key.
+type pebbleStore struct {
+	db   *pebble.DB
+	lock *pebble.Lock
 	path string
 }
 
+const (
+	metaPrefix     = 'm' // then the name of the field: version, source, seq
+	countersPrefix = 'c' // then the name -> value, sequence
+	outboxPrefix   = 'o' // then the sequence, big-endian -> value, name
+	requestsPrefix = 'r' // then the request id -> time, sequence, value, delta, name
+)
+
 var (
-	metaBucket     = []byte("meta")
-	countersBucket = []byte("counters") // name -> value, sequence
-	outboxBucket   = []byte("outbox")   // sequence -> value, name
-	requestsBucket = []byte("requests") // request id -> time, sequence, value, delta, name
-	versionKey     = []byte("version")
-	sourceKey      = []byte("source")
-	seqKey         = []byte("seq")
+	versionKey = key(metaPrefix, "version")
+	sourceKey  = key(metaPrefix, "source")
+	seqKey     = key(metaPrefix, "seq")
 )
 
 const formatVersion = 1
@@ -88,97 +94,254 @@ const formatVersion = 1
 // lockTimeout bounds the wait for a database another process holds.
 const lockTimeout = 3 * time.Second
 
-func openBolt(path string) (*boltStore, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create the folder of --counter-db: %w", err)
-	}
-	// The freelist is not written on each commit (a commit then costs about half as much
-	// here); after a crash bbolt rebuilds it by scanning the file on open.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("open --counter-db %s: another process holds it (is another concurd using the same --counter-db?)", path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open --counter-db %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{metaBucket, countersBucket, outboxBucket, requestsBucket} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(metaBucket)
-		switch v := meta.Get(versionKey); {
-		case v == nil:
-			if err := meta.Put(versionKey, binary.BigEndian.AppendUint64(nil, formatVersion)); err != nil {
-				return err
-			}
-			return meta.Put(sourceKey, []byte(newSource()))
-		case len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion:
-			return fmt.Errorf("format version %x is not %d: it was written by another version of concur", v, formatVersion)
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open --counter-db %s: %w", path, err)
-	}
-	return &boltStore{db: db, path: path}, nil
+// key is the key of a record: its kind, then the rest.
+func key[T string | []byte](prefix byte, rest T) []byte {
+	return append(append(make([]byte, 0, 1+len(rest)), prefix), rest...)
 }
 
-func (s *boltStore) load(withOutbox bool) (*state, error) {
-	st := &state{counters: map[string]*counterState{}}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(metaBucket)
-		st.source = string(meta.Get(sourceKey))
-		if v := meta.Get(seqKey); v != nil {
-			if len(v) != 8 {
-				return fmt.Errorf("meta seq: %d bytes, want 8", len(v))
-			}
-			st.seq = binary.BigEndian.Uint64(v)
+// pebbleOptions sizes pebble for the counter: a small database (at most some hundred
+// thousand counters and request ids, and the outbox) written in small synced batches by one
+// goroutine and read whole only at start.
+func pebbleOptions(lock *pebble.Lock) *pebble.Options {
+	return &pebble.Options{
+		Lock:         lock,
+		MemTableSize: 4 << 20, // a flush to a table file every 4 MiB of records
+		CacheSize:    1 << 20, // reads happen at start only
+		MaxOpenFiles: 64,
+		Logger:       quietLogger{pebble.DefaultLogger},
+	}
+}
+
+// quietLogger drops pebble's informational messages; its errors still reach the log.
+type quietLogger struct{ pebble.Logger }
+
+func (quietLogger) Infof(string, ...any) {}
+
+func openPebble(path string) (*pebbleStore, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := createPebble(path); err != nil {
+			return nil, fmt.Errorf("create --counter-db %s: %w", path, err)
 		}
-		err := tx.Bucket(countersBucket).ForEach(func(k, v []byte) error {
-			value, seq, err := decodeCounter(v)
-			if err != nil {
-				return fmt.Errorf("counter %q: %w", k, err)
-			}
-			name := string(k)
-			st.counters[name] = &counterState{name: name, value: value, seq: seq}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		outbox := tx.Bucket(outboxBucket)
-		if !withOutbox {
-			st.waiting = outbox.Stats().KeyN
-		} else if err := outbox.ForEach(func(k, v []byte) error {
-			j, err := decodeJob(k, v)
-			if err != nil {
-				return fmt.Errorf("print job %x: %w", k, err)
-			}
-			if c := st.counters[j.name]; c != nil {
-				j.name = c.name // share the counter's string
-			}
-			st.outbox = append(st.outbox, j)
-			return nil
-		}); err != nil {
-			return err
-		}
-		return tx.Bucket(requestsBucket).ForEach(func(k, v []byte) error {
-			r, err := decodeRequest(k, v)
-			if err != nil {
-				return fmt.Errorf("request id %q: %w", k, err)
-			}
-			st.requests = append(st.requests, r)
-			return nil
-		})
-	})
+	case err != nil:
+		return nil, fmt.Errorf("open --counter-db %s: %w", path, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("open --counter-db %s: it is a file, and the counter's database is now a folder: "+
+			"if it is the bbolt file of an earlier concur, its counts are not carried over; move it away, or name another path", path)
+	}
+	lock, err := lockPebble(path)
 	if err != nil {
+		return nil, err
+	}
+	opts := pebbleOptions(lock)
+	opts.ErrorIfNotExists = true
+	db, err := pebble.Open(path, opts)
+	if err != nil {
+		lock.Close()
+		if errors.Is(err, pebble.ErrDBDoesNotExist) {
+			return nil, fmt.Errorf("open --counter-db %s: the folder holds no counter database: name a path that does not exist yet, or the folder of one", path)
+		}
+		return nil, fmt.Errorf("open --counter-db %s: %w", path, err)
+	}
+	s := &pebbleStore{db: db, lock: lock, path: path}
+	v, err := s.get(versionKey)
+	switch {
+	case err != nil:
+	case v == nil:
+		err = errors.New("the folder holds a pebble database but not the counter's (it has no format version)")
+	case len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion:
+		err = fmt.Errorf("format version %x is not %d: it was written by another version of concur", v, formatVersion)
+	}
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("open --counter-db %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// lockPebble takes the folder's lock, waiting up to lockTimeout for a process that is
+// letting it go.
+func lockPebble(path string) (*pebble.Lock, error) {
+	deadline := time.Now().Add(lockTimeout)
+	for {
+		lock, err := pebble.LockDirectory(path, vfs.Default)
+		if err == nil {
+			return lock, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("open --counter-db %s: another process holds it (is another concurd using the same --counter-db?): %w", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// createPebble makes a new database in a folder beside path, with its format version and
+// source, and renames it to path: a start that dies halfway leaves no half-made database at
+// path, only a folder named path.new-* to remove.
+func createPebble(path string) error {
+	parent := filepath.Dir(path)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, filepath.Base(path)+".new-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp) // nothing is left there once the rename succeeds
+	db, err := pebble.Open(tmp, pebbleOptions(nil))
+	if err != nil {
+		return err
+	}
+	b := db.NewBatch()
+	b.Set(versionKey, binary.BigEndian.AppendUint64(nil, formatVersion), nil)
+	b.Set(sourceKey, []byte(newSource()), nil)
+	err = errors.Join(b.Commit(pebble.Sync), b.Close(), db.Close())
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(parent)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}
+
+func (s *pebbleStore) load(withOutbox bool) (*state, error) {
+	st := &state{counters: map[string]*counterState{}}
+	if err := s.loadInto(st, withOutbox); err != nil {
 		return nil, fmt.Errorf("load --counter-db %s: %w", s.path, err)
 	}
 	slices.SortFunc(st.requests, func(a, b *requestRecord) int { return compareUint(a.seq, b.seq) })
 	return st, nil
+}
+
+func (s *pebbleStore) loadInto(st *state, withOutbox bool) error {
+	source, err := s.get(sourceKey)
+	if err != nil {
+		return err
+	}
+	st.source = string(source)
+	switch seq, err := s.get(seqKey); {
+	case err != nil:
+		return err
+	case seq == nil: // no increment yet
+	case len(seq) != 8:
+		return fmt.Errorf("meta seq: %d bytes, want 8", len(seq))
+	default:
+		st.seq = binary.BigEndian.Uint64(seq)
+	}
+	err = s.scan(countersPrefix, func(k, v []byte) error {
+		value, seq, err := decodeCounter(v)
+		if err != nil {
+			return fmt.Errorf("counter %q: %w", k, err)
+		}
+		name := string(k)
+		st.counters[name] = &counterState{name: name, value: value, seq: seq}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = s.scan(outboxPrefix, func(k, v []byte) error {
+		if !withOutbox {
+			st.waiting++
+			return nil
+		}
+		j, err := decodeJob(k, v)
+		if err != nil {
+			return fmt.Errorf("print job %x: %w", k, err)
+		}
+		if c := st.counters[j.name]; c != nil {
+			j.name = c.name // share the counter's string
+		}
+		st.outbox = append(st.outbox, j)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.scan(requestsPrefix, func(k, v []byte) error {
+		r, err := decodeRequest(k, v)
+		if err != nil {
+			return fmt.Errorf("request id %q: %w", k, err)
+		}
+		st.requests = append(st.requests, r)
+		return nil
+	})
+}
+
+// get returns a copy of the value of key, nil if there is none.
+func (s *pebbleStore) get(key []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return slices.Clone(v), nil
+}
+
+// scan calls f with every record of one kind, in key order, its key without the prefix.
+func (s *pebbleStore) scan(prefix byte, f func(k, v []byte) error) (err error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := f(it.Key()[1:], v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *pebbleStore) commit(w *writes) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if len(w.counters) > 0 {
+		b.Set(seqKey, binary.BigEndian.AppendUint64(nil, w.seq), nil)
+		for _, c := range w.counters {
+			b.Set(key(countersPrefix, c.name), encodeCounter(c.value, c.seq), nil)
+		}
+	}
+	for _, j := range w.jobs {
+		b.Set(key(outboxPrefix, seqKeyOf(j.seq)), encodeJob(j), nil)
+	}
+	for _, seq := range w.printed {
+		b.Delete(key(outboxPrefix, seqKeyOf(seq)), nil)
+	}
+	// Forget before remembering (a batch applies in order): an id pruned in an earlier batch
+	// (its deletion waited for this commit) may have been used again since. The other way
+	// round, an id both remembered and pruned since the last commit stays on disk, true but
+	// old, until it is pruned again after a restart.
+	for _, id := range w.forgotten {
+		b.Delete(key(requestsPrefix, id), nil)
+	}
+	for _, r := range w.requests {
+		b.Set(key(requestsPrefix, r.id), encodeRequest(r), nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("commit to --counter-db %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *pebbleStore) close() error {
+	if err := errors.Join(s.db.Close(), s.lock.Close()); err != nil {
+		return fmt.Errorf("close --counter-db %s: %w", s.path, err)
+	}
+	return nil
 }
 
 func compareUint(a, b uint64) int {
@@ -189,61 +352,6 @@ func compareUint(a, b uint64) int {
 		return 1
 	}
 	return 0
-}
-
-func (s *boltStore) commit(w *writes) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		if len(w.counters) > 0 {
-			if err := tx.Bucket(metaBucket).Put(seqKey, binary.BigEndian.AppendUint64(nil, w.seq)); err != nil {
-				return err
-			}
-			counters := tx.Bucket(countersBucket)
-			for _, c := range w.counters {
-				if err := counters.Put([]byte(c.name), encodeCounter(c.value, c.seq)); err != nil {
-					return err
-				}
-			}
-		}
-		outbox := tx.Bucket(outboxBucket)
-		outbox.FillPercent = 0.9 // keys only ever grow: pack the pages
-		for _, j := range w.jobs {
-			if err := outbox.Put(seqKeyOf(j.seq), encodeJob(j)); err != nil {
-				return err
-			}
-		}
-		for _, seq := range w.printed {
-			if err := outbox.Delete(seqKeyOf(seq)); err != nil {
-				return err
-			}
-		}
-		// Forget before remembering: an id pruned in an earlier batch (its deletion waited
-		// for this commit) may have been used again since. The other way round, an id both
-		// remembered and pruned since the last commit stays on disk, true but old, until it
-		// is pruned again after a restart.
-		requests := tx.Bucket(requestsBucket)
-		for _, id := range w.forgotten {
-			if err := requests.Delete([]byte(id)); err != nil {
-				return err
-			}
-		}
-		for _, r := range w.requests {
-			if err := requests.Put([]byte(r.id), encodeRequest(r)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("commit to --counter-db %s: %w", s.path, err)
-	}
-	return nil
-}
-
-func (s *boltStore) close() error {
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close --counter-db %s: %w", s.path, err)
-	}
-	return nil
 }
 
 // The record encodings. Decoders refuse anything malformed rather than guess.

@@ -3,20 +3,21 @@ package counter
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 )
 
-func TestBoltStoreRoundTrip(t *testing.T) {
+func TestStoreRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.db")
-	st, err := openBolt(path)
+	st, err := openPebble(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,10 +37,14 @@ func TestBoltStoreRoundTrip(t *testing.T) {
 	}
 	st.close()
 
-	if st, err = openBolt(path); err != nil {
+	if st, err = openPebble(path); err != nil {
 		t.Fatal(err)
 	}
-	defer st.close()
+	defer func() { // the store open at the end
+		if st != nil {
+			st.close()
+		}
+	}()
 	got, err := st.load(true)
 	if err != nil {
 		t.Fatal(err)
@@ -59,25 +64,60 @@ func TestBoltStoreRoundTrip(t *testing.T) {
 	}
 	source := got.source
 	st.close()
-	st, _ = openBolt(path)
+	if st, err = openPebble(path); err != nil {
+		t.Fatal(err)
+	}
 	if again, _ := st.load(false); again.source != source {
 		t.Fatalf("the source changed across a restart: %q then %q", source, again.source)
 	}
 }
 
-func TestBoltStoreRefusesOtherFormats(t *testing.T) {
+func TestStoreRefusesOtherFormats(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.db")
-	db, err := bolt.Open(path, 0o600, nil)
+	st, err := openPebble(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Update(func(tx *bolt.Tx) error {
-		b, _ := tx.CreateBucket(metaBucket)
-		return b.Put(versionKey, binary.BigEndian.AppendUint64(nil, 2))
-	})
-	db.Close()
-	if _, err := openBolt(path); err == nil || !strings.Contains(err.Error(), "another version of concur") {
+	if err := st.db.Set(versionKey, binary.BigEndian.AppendUint64(nil, 2), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	if _, err := openPebble(path); err == nil || !strings.Contains(err.Error(), "another version of concur") {
 		t.Fatalf("opening a database of format 2: %v", err)
+	}
+}
+
+func TestStoreRefuses(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "old.db")
+	if err := os.WriteFile(file, []byte("a bbolt file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openPebble(file); err == nil || !strings.Contains(err.Error(), "move it away") {
+		t.Errorf("opening a file: %v", err)
+	}
+	if _, err := openPebble(dir); err == nil || !strings.Contains(err.Error(), "holds no counter database") {
+		t.Errorf("opening a folder that is not a database: %v", err)
+	}
+	path := filepath.Join(dir, "counter.db")
+	st, err := openPebble(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := openPebble(path); err == nil || !strings.Contains(err.Error(), "another process holds it") {
+		t.Errorf("opening it twice: %v", err)
+	}
+	if d := time.Since(start); d < lockTimeout {
+		t.Errorf("refused after %v, before the lock timeout %v", d, lockTimeout)
+	}
+	st.close()
+	if st, err = openPebble(path); err != nil {
+		t.Fatalf("reopening once closed: %v", err)
+	}
+	st.close()
+	if leftovers, _ := filepath.Glob(path + ".new-*"); len(leftovers) > 0 {
+		t.Errorf("creating the database left %v", leftovers)
 	}
 }
 
