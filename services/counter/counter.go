@@ -3,11 +3,12 @@
 // print job for every increment, in order, to the printer.
 //
 // Three goroutines do the work, each with its own job:
-//   - the owner (owner.go) is the only one that reads or writes counter state. Handlers send
-//     it messages and wait for its answer. It applies what is queued in one batch, commits the
-//     batch as one synced write to pebble's log (the counters, the outbox of print jobs, the
-//     request ids, the sequence), and only then answers, so an answered increment is on disk.
-//     It is also the only writer of the database.
+//   - the owner (owner.go) is the only one that reads or writes counter state, a ledger
+//     (ledger.go: a plain value that holds the counters and their rules). Handlers send it
+//     messages (messages.go) and wait for its answer. It applies what is queued in one
+//     batch, commits the batch as one synced write to pebble's log (the counters, the outbox
+//     of print jobs, the request ids, the sequence), and only then answers, so an answered
+//     increment is on disk. It is also the only writer of the database.
 //   - the forwarder (forward.go) asks the owner for committed print jobs, sends them over one
 //     PrintStream, and tells the owner what the printer acknowledged, which the owner drops
 //     from the outbox in its next commit.

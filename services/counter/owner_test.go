@@ -293,7 +293,7 @@ func TestRequestIDTTLAcrossRestart(t *testing.T) {
 		cfg := Config{DB: path, OutboxMax: 1000, RequestIDTTL: time.Minute, RequestIDMax: 1000, MaxNames: 1000}
 		start := func() *owner {
 			t.Helper()
-			st, err := openBolt(path)
+			st, err := openPebble(path)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package counter
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -215,7 +216,7 @@ func (s *pebbleStore) load(withOutbox bool) (*state, error) {
 	if err := s.loadInto(st, withOutbox); err != nil {
 		return nil, fmt.Errorf("load --counter-db %s: %w", s.path, err)
 	}
-	slices.SortFunc(st.requests, func(a, b *requestRecord) int { return compareUint(a.seq, b.seq) })
+	slices.SortFunc(st.requests, func(a, b *requestRecord) int { return cmp.Compare(a.seq, b.seq) })
 	return st, nil
 }
 
@@ -342,16 +343,6 @@ func (s *pebbleStore) close() error {
 		return fmt.Errorf("close --counter-db %s: %w", s.path, err)
 	}
 	return nil
-}
-
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // The record encodings. Decoders refuse anything malformed rather than guess.
