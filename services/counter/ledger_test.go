@@ -24,6 +24,15 @@ func limits() Config {
 	return Config{DB: Memory, OutboxMax: 1000, RequestIDTTL: time.Hour, RequestIDMax: 1000, MaxNames: 1000}
 }
 
+// limited is limits() changed by limit, if any.
+func limited(limit func(*Config)) Config {
+	cfg := limits()
+	if limit != nil {
+		limit(&cfg)
+	}
+	return cfg
+}
+
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // testLedger is a ledger over an empty store, with a clock that stands still at t0 unless
@@ -155,11 +164,7 @@ func TestLedgerIncrement(t *testing.T) {
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := limits()
-			if c.limit != nil {
-				c.limit(&cfg)
-			}
-			l, _ := testLedger(cfg, c.forwarding)
+			l, _ := testLedger(limited(c.limit), c.forwarding)
 			for _, i := range c.batch {
 				i.run(t, l)
 			}
@@ -266,11 +271,7 @@ func TestLedgerStream(t *testing.T) {
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := limits()
-			if c.limit != nil {
-				c.limit(&cfg)
-			}
-			l, _ := testLedger(cfg, c.forwarding)
+			l, _ := testLedger(limited(c.limit), c.forwarding)
 			for _, i := range c.before {
 				i.run(t, l)
 			}

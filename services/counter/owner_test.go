@@ -57,15 +57,22 @@ func noLeaks(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 }
 
-// A watcher that never reads holds one value, the latest, and the owner never waits for it.
-func TestWatcherCoalesces(t *testing.T) {
-	noLeaks(t)
-	o := startOwner(t, memoryStore{}, false)
-	w := &watcher{name: "w", ch: make(chan watchValue, 1)}
+// testWatch starts a watch of name whose channel holds one value, as Watch's does.
+func (o *owner) testWatch(t *testing.T, name string) *watcher {
+	t.Helper()
+	w := &watcher{name: name, ch: make(chan watchValue, 1)}
 	m := &watchMsg{reply: newReply(), w: w}
 	if err := o.call(context.Background(), m, &m.reply); err != nil {
 		t.Fatal(err)
 	}
+	return w
+}
+
+// A watcher that never reads holds one value, the latest, and the owner never waits for it.
+func TestWatcherCoalesces(t *testing.T) {
+	noLeaks(t)
+	o := startOwner(t, memoryStore{}, false)
+	w := o.testWatch(t, "w")
 	for range 1000 {
 		if _, err := o.testIncrement(t, "w"); err != nil {
 			t.Fatal(err)
@@ -269,11 +276,7 @@ func TestGroupCommit(t *testing.T) {
 func TestGoneWatcherIsForgotten(t *testing.T) {
 	noLeaks(t)
 	o := startOwner(t, memoryStore{}, false)
-	w := &watcher{name: "w", ch: make(chan watchValue, 1)}
-	m := &watchMsg{reply: newReply(), w: w}
-	if err := o.call(context.Background(), m, &m.reply); err != nil {
-		t.Fatal(err)
-	}
+	w := o.testWatch(t, "w")
 	o.tell(&unwatchMsg{w})
 	if _, err := o.testIncrement(t, "w"); err != nil {
 		t.Fatal(err)
