@@ -61,8 +61,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxNames, "counter-max-names", 100_000, "most counters; past it an increment that would create one answers RESOURCE_EXHAUSTED, while existing counters keep counting")
 }
 
-// DefaultDB is counter.db in concur's folder under the user's state directory
-// ($XDG_STATE_HOME, else ~/.local/state), or "" when there is no home directory.
+// DefaultDB is the folder counter in concur's folder under the user's state directory
+// ($XDG_STATE_HOME, else ~/.local/state), or "" when there is no home directory. It is not
+// counter.db, the bbolt file of earlier versions, so that concurd starts on its defaults
+// where one is left.
 func DefaultDB() string {
 	dir := os.Getenv("XDG_STATE_HOME")
 	if !filepath.IsAbs(dir) {
@@ -72,7 +74,7 @@ func DefaultDB() string {
 		}
 		dir = filepath.Join(home, ".local", "state")
 	}
-	return filepath.Join(dir, "concur", "counter.db")
+	return filepath.Join(dir, "concur", "counter")
 }
 
 func (c Config) check() error {
