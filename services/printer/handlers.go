@@ -22,7 +22,7 @@ import (
 // a unary caller is not held for a flush (Join waits for that).
 func (p *Service) Print(ctx context.Context, req *printerv1.PrintRequest) (*printerv1.PrintResponse, error) {
 	job := &printerv1.PrintJob{Lines: req.GetLines(), Source: req.GetSource(), SourceSequence: req.GetSourceSequence()}
-	a, err := p.submit(ctx, []*printerv1.PrintJob{job})
+	a, err := p.submit(ctx, []*printerv1.PrintJob{job}, false)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func (p *Service) PrintStream(stream printerv1.PrinterService_PrintStreamServer)
 		var end error // the stream ends once the receipts of what was accepted are sent
 		select {
 		case req := <-reqs:
-			a, err := p.submit(ctx, req.GetJobs())
+			a, err := p.submit(ctx, req.GetJobs(), true)
 			if err != nil {
 				end = err
 				break
@@ -198,11 +198,12 @@ func (p *Service) checkJob(l *violation.List, prefix string, lines []string) {
 }
 
 // submit hands jobs to the owner, waiting for room in the queue, and returns what the owner
-// answered. With a deadline it gives up a little before it (see patience), so that the
-// caller hears RESOURCE_EXHAUSTED rather than its own DEADLINE_EXCEEDED. Jobs are accepted
-// whole or not at all: a submission given up while it waits for room is withdrawn.
-func (p *Service) submit(ctx context.Context, jobs []*printerv1.PrintJob) (accepted, error) {
-	s := &submission{jobs: jobs, reply: make(chan accepted, 1)}
+// answered, with a channel for the write when durable. With a deadline it gives up a little
+// before it (see patience), so that the caller hears RESOURCE_EXHAUSTED rather than its own
+// DEADLINE_EXCEEDED. Jobs are accepted whole or not at all: a submission given up while it
+// waits for room is withdrawn.
+func (p *Service) submit(ctx context.Context, jobs []*printerv1.PrintJob, durable bool) (accepted, error) {
+	s := &submission{jobs: jobs, durable: durable, reply: make(chan accepted, 1)}
 	for _, j := range jobs {
 		s.bytes += size(j.GetLines())
 	}

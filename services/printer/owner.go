@@ -32,15 +32,17 @@ type queueLimit struct{ jobs, bytes uint64 }
 // submission is one Print, or one message of a PrintStream: jobs accepted together, in order.
 // It is a message (its apply is in messages.go) that comes through the intake.
 type submission struct {
-	jobs  []*printerv1.PrintJob
-	bytes uint64        // what the jobs' lines take in the queue (size)
-	reply chan accepted // buffered: the owner never waits for a handler
+	jobs    []*printerv1.PrintJob
+	bytes   uint64        // what the jobs' lines take in the queue (size)
+	durable bool          // the sender waits for the jobs to be written (PrintStream)
+	reply   chan accepted // buffered: the owner never waits for a handler
 }
 
 type accepted struct {
 	receipts []*printerv1.PrintReceipt
-	// written gets the last sequence written once every job accepted up to and with these
-	// is written to every sink (and fsynced): what a PrintStream receipt waits for.
+	// written, for a durable submission, gets the last sequence written once every job
+	// accepted up to and with these is written to every sink (and fsynced): what a
+	// PrintStream receipt waits for.
 	written <-chan uint64
 	err     error
 }
@@ -122,8 +124,8 @@ func (o *owner) withdraw(s *submission, err error) {
 }
 
 // accept takes a submission whole: it numbers each job that is not a duplicate and appends
-// it to the next batch, then answers with a receipt per job and a channel that says when
-// they are written.
+// it to the next batch, then answers with a receipt per job and, if the sender waits for
+// the write, a channel that says when they are written.
 func (o *owner) accept(s *submission) {
 	o.jitter.Sleep()
 	if o.tooManySources(s.jobs) {
@@ -149,11 +151,15 @@ func (o *owner) accept(s *submission) {
 		o.next.add(&printerv1.TailResponse{Sequence: &seq, Lines: j.GetLines()})
 	}
 	o.queued += uint64(len(o.next.bytes)) - before
-	// A duplicate's first copy may still wait to be written: the receipts wait for every job
-	// accepted so far.
-	written := make(chan uint64, 1)
-	o.join(written)
-	s.reply <- accepted{receipts: receipts, written: written}
+	a := accepted{receipts: receipts}
+	if s.durable {
+		// A duplicate's first copy may still wait to be written: the receipts wait for
+		// every job accepted so far.
+		written := make(chan uint64, 1)
+		o.join(written)
+		a.written = written
+	}
+	s.reply <- a
 }
 
 // tooManySources reports whether accepting jobs would make the printer remember more sources
