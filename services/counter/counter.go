@@ -289,7 +289,7 @@ func (s *Service) Get(ctx context.Context, req *counterv1.GetRequest) (*counterv
 }
 
 // Join waits until every increment accepted before it is applied, on disk and, with a
-// printer, acknowledged by the printer.
+// printer, written by the printer (its receipt says so).
 func (s *Service) Join(ctx context.Context, _ *counterv1.JoinRequest) (*counterv1.JoinResponse, error) {
 	m := &joinMsg{reply: newReply(), committed: make(chan struct{})}
 	if err := s.owner.send(ctx, m); err != nil {

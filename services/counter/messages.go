@@ -6,7 +6,9 @@ import (
 
 // message is anything sent to the owner. The owner runs apply on its own goroutine, in the
 // order messages arrive. apply does the message's whole work, a failed or closing counter
-// included: it asks the ledger, which refuses what it must, and gives the answer to o.ready
+// included: it asks the ledger, which refuses what it must (or, for a message that changes
+// no counter, such as a Join or a Watch, reads its failed and closed state), and gives the
+// answer to o.ready
 // (or o.failStream), which the owner tells once the batch is committed.
 //
 // Adding a message is adding a type here with its apply, and a handler that sends it.
@@ -112,7 +114,7 @@ type unwatchMsg struct{ w *watcher }
 func (m *unwatchMsg) apply(o *owner) { o.dropWatcher(m.w) }
 
 // joinMsg is one Join: done is closed once every increment before it is on disk and, with a
-// printer, acknowledged by the printer.
+// printer, written by the printer (its receipt says so).
 type joinMsg struct {
 	reply
 	committed chan struct{} // closed once target is known and on disk

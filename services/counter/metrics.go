@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		outbox: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "concur_counter_outbox_jobs",
-			Help: "Print jobs waiting for the printer to acknowledge them.",
+			Help: "Print jobs waiting for the printer's receipt that they are written.",
 		}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "concur_counter_commit_seconds",

@@ -3,19 +3,18 @@ package counter
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	"github.com/concur-dev/concur/internal/jitter"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 // startOwner runs an owner on st until the test ends.
@@ -33,7 +32,7 @@ func startOwnerWith(t testing.TB, cfg Config, st store, forwarding bool) *owner 
 		t.Fatal(err)
 	}
 	m, _ := newMetrics(nil)
-	o := newOwner(cfg, st, loaded, forwarding, jitter.Jitter{}, slog.New(slog.DiscardHandler), m)
+	o := newOwner(cfg, st, loaded, forwarding, jitter.Jitter{}, testkit.Quiet(), m)
 	go o.run()
 	t.Cleanup(func() {
 		select {
@@ -52,11 +51,6 @@ func (o *owner) testIncrement(t testing.TB, name string) (*incrementMsg, error) 
 	return m, err
 }
 
-func noLeaks(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-}
-
 // testWatch starts a watch of name whose channel holds one value, as Watch's does.
 func (o *owner) testWatch(t *testing.T, name string) *watcher {
 	t.Helper()
@@ -70,7 +64,7 @@ func (o *owner) testWatch(t *testing.T, name string) *watcher {
 
 // A watcher that never reads holds one value, the latest, and the owner never waits for it.
 func TestWatcherCoalesces(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	o := startOwner(t, memoryStore{}, false)
 	w := o.testWatch(t, "w")
 	for range 1000 {
@@ -104,7 +98,7 @@ func (f *failingStore) commit(w *writes) error {
 // After a failed commit nothing is claimed: the batch's callers and everyone after are told
 // UNAVAILABLE, and what was committed before stays.
 func TestFailedCommitStopsTheCounter(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	path := filepath.Join(t.TempDir(), "c.db")
 	st, err := openPebble(path)
 	if err != nil {
@@ -197,7 +191,7 @@ func BenchmarkOwner(b *testing.B) {
 
 // A stream whose caller went away is forgotten, so that abandoned calls do not pile up.
 func TestGoneStreamIsForgotten(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	o := startOwner(t, memoryStore{}, false)
 	s := newStreamState()
 	o.inbox <- &streamBatchMsg{stream: s, incs: []*counterv1.CounterIncrement{{}}}
@@ -274,7 +268,7 @@ func TestGroupCommit(t *testing.T) {
 
 // A Watch whose caller went away is forgotten.
 func TestGoneWatcherIsForgotten(t *testing.T) {
-	noLeaks(t)
+	testkit.NoLeaks(t)
 	o := startOwner(t, memoryStore{}, false)
 	w := o.testWatch(t, "w")
 	o.tell(&unwatchMsg{w})

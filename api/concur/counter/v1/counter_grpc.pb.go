@@ -63,7 +63,7 @@ type CounterServiceClient interface {
 	// Join is a barrier (the talk's counter_queue.join()): it returns once every increment
 	// accepted before it is applied, on disk, and its print job written by the printer (in the
 	// printer's file and fsynced, when it has one).
-	// If the printer does not acknowledge by the caller's deadline, Join answers
+	// If the printer has not written them by the caller's deadline, Join answers
 	// DEADLINE_EXCEEDED: it never claims what is not true.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	// Watch streams a counter's value: first the current value, then each new value. A slow
@@ -172,7 +172,7 @@ type CounterServiceServer interface {
 	// Join is a barrier (the talk's counter_queue.join()): it returns once every increment
 	// accepted before it is applied, on disk, and its print job written by the printer (in the
 	// printer's file and fsynced, when it has one).
-	// If the printer does not acknowledge by the caller's deadline, Join answers
+	// If the printer has not written them by the caller's deadline, Join answers
 	// DEADLINE_EXCEEDED: it never claims what is not true.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	// Watch streams a counter's value: first the current value, then each new value. A slow
