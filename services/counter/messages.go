@@ -8,8 +8,7 @@ import (
 // order messages arrive. apply does the message's whole work, a failed or closing counter
 // included: it asks the ledger, which refuses what it must (or, for a message that changes
 // no counter, such as a Join or a Watch, reads its failed and closed state), and gives the
-// answer to o.ready
-// (or o.failStream), which the owner tells once the batch is committed.
+// answer to o.ready (or o.failStream), which the owner tells once the batch is committed.
 //
 // Adding a message is adding a type here with its apply, and a handler that sends it.
 type message interface {
