@@ -143,7 +143,7 @@ func (GoodbyeReason) EnumDescriptor() ([]byte, []int) {
 type SessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The line: "upper", "title", "quit", or text to case.
-	Line          string `protobuf:"bytes,1,opt,name=line" json:"line,omitempty"`
+	Line          string `protobuf:"bytes,1,opt,name=line,proto3" json:"line,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -290,27 +290,27 @@ type isSessionResponse_Reply interface {
 
 type SessionResponse_Welcome struct {
 	// Sent first, once.
-	Welcome *Welcome `protobuf:"bytes,1,opt,name=welcome,oneof"`
+	Welcome *Welcome `protobuf:"bytes,1,opt,name=welcome,proto3,oneof"`
 }
 
 type SessionResponse_Cased struct {
 	// The answer to a line of text.
-	Cased *Cased `protobuf:"bytes,2,opt,name=cased,oneof"`
+	Cased *Cased `protobuf:"bytes,2,opt,name=cased,proto3,oneof"`
 }
 
 type SessionResponse_ModeChanged struct {
 	// The answer to "upper" or "title".
-	ModeChanged *ModeChanged `protobuf:"bytes,3,opt,name=mode_changed,json=modeChanged,oneof"`
+	ModeChanged *ModeChanged `protobuf:"bytes,3,opt,name=mode_changed,json=modeChanged,proto3,oneof"`
 }
 
 type SessionResponse_Announcement struct {
 	// The periodic announcement (the talk's call_periodic).
-	Announcement *Announcement `protobuf:"bytes,4,opt,name=announcement,oneof"`
+	Announcement *Announcement `protobuf:"bytes,4,opt,name=announcement,proto3,oneof"`
 }
 
 type SessionResponse_Goodbye struct {
 	// The last message of the session.
-	Goodbye *Goodbye `protobuf:"bytes,5,opt,name=goodbye,oneof"`
+	Goodbye *Goodbye `protobuf:"bytes,5,opt,name=goodbye,proto3,oneof"`
 }
 
 func (*SessionResponse_Welcome) isSessionResponse_Reply() {}
@@ -327,9 +327,9 @@ func (*SessionResponse_Goodbye) isSessionResponse_Reply() {}
 type Welcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The mode the session starts in.
-	Mode Mode `protobuf:"varint,1,opt,name=mode,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
+	Mode Mode `protobuf:"varint,1,opt,name=mode,proto3,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
 	// The talk's words: "<welcome: starting in upper case mode>".
-	Text          string `protobuf:"bytes,2,opt,name=text" json:"text,omitempty"`
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -382,11 +382,11 @@ func (x *Welcome) GetText() string {
 type Cased struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The line as the client sent it.
-	Line string `protobuf:"bytes,1,opt,name=line" json:"line,omitempty"`
+	Line string `protobuf:"bytes,1,opt,name=line,proto3" json:"line,omitempty"`
 	// The cased line.
-	Text string `protobuf:"bytes,2,opt,name=text" json:"text,omitempty"`
+	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	// The mode it was cased in. The talk renders this as Upper-cased: 'HELLO'.
-	Mode          Mode `protobuf:"varint,3,opt,name=mode,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
+	Mode          Mode `protobuf:"varint,3,opt,name=mode,proto3,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -446,9 +446,9 @@ func (x *Cased) GetMode() Mode {
 type ModeChanged struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session's mode from now on.
-	Mode Mode `protobuf:"varint,1,opt,name=mode,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
+	Mode Mode `protobuf:"varint,1,opt,name=mode,proto3,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
 	// The talk's words: "<switching to title case mode>".
-	Text          string `protobuf:"bytes,2,opt,name=text" json:"text,omitempty"`
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -501,9 +501,9 @@ func (x *ModeChanged) GetText() string {
 type Announcement struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// When the announcement was made.
-	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
 	// The talk's words: "The event loop is still running at: TIME".
-	Text          string `protobuf:"bytes,2,opt,name=text" json:"text,omitempty"`
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -556,9 +556,9 @@ func (x *Announcement) GetText() string {
 type Goodbye struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Why the session ends.
-	Reason GoodbyeReason `protobuf:"varint,1,opt,name=reason,enum=concur.caser.v1.GoodbyeReason" json:"reason,omitempty"`
+	Reason GoodbyeReason `protobuf:"varint,1,opt,name=reason,proto3,enum=concur.caser.v1.GoodbyeReason" json:"reason,omitempty"`
 	// A human-readable farewell.
-	Text          string `protobuf:"bytes,2,opt,name=text" json:"text,omitempty"`
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -611,9 +611,9 @@ func (x *Goodbye) GetText() string {
 type CaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The text, valid UTF-8, within the server's limit (--caser-max-line-bytes).
-	Text string `protobuf:"bytes,1,opt,name=text" json:"text,omitempty"`
+	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
 	// The mode; unset means MODE_UPPER.
-	Mode          Mode `protobuf:"varint,2,opt,name=mode,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
+	Mode          Mode `protobuf:"varint,2,opt,name=mode,proto3,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -666,9 +666,9 @@ func (x *CaseRequest) GetMode() Mode {
 type CaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cased text.
-	Text string `protobuf:"bytes,1,opt,name=text" json:"text,omitempty"`
+	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
 	// The mode used.
-	Mode          Mode `protobuf:"varint,2,opt,name=mode,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
+	Mode          Mode `protobuf:"varint,2,opt,name=mode,proto3,enum=concur.caser.v1.Mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -766,7 +766,7 @@ const file_concur_caser_v1_caser_proto_rawDesc = "" +
 	"\x17GOODBYE_REASON_SHUTDOWN\x10\x032\xa5\x01\n" +
 	"\fCaserService\x12P\n" +
 	"\aSession\x12\x1f.concur.caser.v1.SessionRequest\x1a .concur.caser.v1.SessionResponse(\x010\x01\x12C\n" +
-	"\x04Case\x12\x1c.concur.caser.v1.CaseRequest\x1a\x1d.concur.caser.v1.CaseResponseBAZ8github.com/concur-dev/concur/api/concur/caser/v1;caserv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x04Case\x12\x1c.concur.caser.v1.CaseRequest\x1a\x1d.concur.caser.v1.CaseResponseB:Z8github.com/concur-dev/concur/api/concur/caser/v1;caserv1b\x06proto3"
 
 var (
 	file_concur_caser_v1_caser_proto_rawDescOnce sync.Once

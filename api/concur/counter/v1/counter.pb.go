@@ -32,15 +32,15 @@ const (
 type IncrementRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The counter's name; empty means "default".
-	Name string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The amount to add, negative to subtract. Left out, it is 1 (the talk's increment); 0 is
 	// refused, as it would change nothing.
-	Delta *int64 `protobuf:"varint,2,opt,name=delta" json:"delta,omitempty"`
+	Delta *int64 `protobuf:"varint,2,opt,name=delta,proto3,oneof" json:"delta,omitempty"`
 	// Optional key that makes the request idempotent (a UUID, say): 1 to 128 bytes of printable
 	// UTF-8. A retry with the same request_id returns the first answer and applies nothing; the
 	// same request_id with another name or delta is INVALID_ARGUMENT. The server remembers
 	// request ids for a while (--counter-request-id-ttl, --counter-request-id-max).
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -100,15 +100,15 @@ func (x *IncrementRequest) GetRequestId() string {
 type IncrementResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The counter's name ("default" when the request left it empty).
-	Name string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The counter's value after this increment.
-	Value *int64 `protobuf:"varint,2,opt,name=value" json:"value,omitempty"`
+	Value *int64 `protobuf:"varint,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	// The increment's position in the counter service's history: increments are numbered 1,
 	// 2, 3, ... across all counters in the order they are applied; the print job for this
 	// increment carries the same number.
-	Sequence *uint64 `protobuf:"varint,3,opt,name=sequence" json:"sequence,omitempty"`
+	Sequence *uint64 `protobuf:"varint,3,opt,name=sequence,proto3,oneof" json:"sequence,omitempty"`
 	// True when this answer was replayed for a request_id that had been applied before.
-	Replayed      bool `protobuf:"varint,4,opt,name=replayed" json:"replayed,omitempty"`
+	Replayed      bool `protobuf:"varint,4,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -175,9 +175,9 @@ func (x *IncrementResponse) GetReplayed() bool {
 type CounterIncrement struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The counter's name; empty means "default".
-	Name string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The amount to add, with the same rules as IncrementRequest.delta.
-	Delta         *int64 `protobuf:"varint,2,opt,name=delta" json:"delta,omitempty"`
+	Delta         *int64 `protobuf:"varint,2,opt,name=delta,proto3,oneof" json:"delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,7 +230,7 @@ func (x *CounterIncrement) GetDelta() int64 {
 type IncrementStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One or more increments (at most 10,000 per message), applied in this order.
-	Increments    []*CounterIncrement `protobuf:"bytes,1,rep,name=increments" json:"increments,omitempty"`
+	Increments    []*CounterIncrement `protobuf:"bytes,1,rep,name=increments,proto3" json:"increments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,9 +276,9 @@ func (x *IncrementStreamRequest) GetIncrements() []*CounterIncrement {
 type IncrementStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How many increments the stream applied.
-	Applied *uint64 `protobuf:"varint,1,opt,name=applied" json:"applied,omitempty"`
+	Applied *uint64 `protobuf:"varint,1,opt,name=applied,proto3,oneof" json:"applied,omitempty"`
 	// The final value of every counter the stream touched, in order of first appearance.
-	Counters      []*CounterValue `protobuf:"bytes,2,rep,name=counters" json:"counters,omitempty"`
+	Counters      []*CounterValue `protobuf:"bytes,2,rep,name=counters,proto3" json:"counters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -331,9 +331,9 @@ func (x *IncrementStreamResponse) GetCounters() []*CounterValue {
 type CounterValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The counter's name.
-	Name string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The counter's value.
-	Value         *int64 `protobuf:"varint,2,opt,name=value" json:"value,omitempty"`
+	Value         *int64 `protobuf:"varint,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -386,7 +386,7 @@ func (x *CounterValue) GetValue() int64 {
 type GetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The counter's name; empty means "default".
-	Name          string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,9 +432,9 @@ func (x *GetRequest) GetName() string {
 type GetResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The counter's name.
-	Name string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The counter's value; 0 for a counter never incremented.
-	Value         *int64 `protobuf:"varint,2,opt,name=value" json:"value,omitempty"`
+	Value         *int64 `protobuf:"varint,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,11 +525,11 @@ type JoinResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The sequence number of the last increment covered: every increment up to it is applied,
 	// on disk and, with a printer, printed. 0 when nothing has been applied yet.
-	Sequence *uint64 `protobuf:"varint,1,opt,name=sequence" json:"sequence,omitempty"`
+	Sequence *uint64 `protobuf:"varint,1,opt,name=sequence,proto3,oneof" json:"sequence,omitempty"`
 	// True when a printer is configured and has written every print job up to sequence (a
 	// printer's receipt means written and, with a file, fsynced); false when the counter runs
 	// without a printer.
-	Printed       bool `protobuf:"varint,2,opt,name=printed" json:"printed,omitempty"`
+	Printed       bool `protobuf:"varint,2,opt,name=printed,proto3" json:"printed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -582,7 +582,7 @@ func (x *JoinResponse) GetPrinted() bool {
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The counter's name; empty means "default".
-	Name          string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -628,11 +628,11 @@ func (x *WatchRequest) GetName() string {
 type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The counter's name.
-	Name string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The counter's value.
-	Value *int64 `protobuf:"varint,2,opt,name=value" json:"value,omitempty"`
+	Value *int64 `protobuf:"varint,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	// The sequence number of the last increment reflected in value (0 before any increment).
-	Sequence      *uint64 `protobuf:"varint,3,opt,name=sequence" json:"sequence,omitempty"`
+	Sequence      *uint64 `protobuf:"varint,3,opt,name=sequence,proto3,oneof" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -692,52 +692,63 @@ var File_concur_counter_v1_counter_proto protoreflect.FileDescriptor
 
 const file_concur_counter_v1_counter_proto_rawDesc = "" +
 	"\n" +
-	"\x1fconcur/counter/v1/counter.proto\x12\x11concur.counter.v1\"b\n" +
+	"\x1fconcur/counter/v1/counter.proto\x12\x11concur.counter.v1\"j\n" +
 	"\x10IncrementRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\x05delta\x18\x02 \x01(\x03B\x05\xaa\x01\x02\b\x01R\x05delta\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05delta\x18\x02 \x01(\x03H\x00R\x05delta\x88\x01\x01\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"\x83\x01\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdB\b\n" +
+	"\x06_delta\"\x96\x01\n" +
 	"\x11IncrementResponse\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\x05value\x18\x02 \x01(\x03B\x05\xaa\x01\x02\b\x01R\x05value\x12!\n" +
-	"\bsequence\x18\x03 \x01(\x04B\x05\xaa\x01\x02\b\x01R\bsequence\x12\x1a\n" +
-	"\breplayed\x18\x04 \x01(\bR\breplayed\"C\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\x03H\x00R\x05value\x88\x01\x01\x12\x1f\n" +
+	"\bsequence\x18\x03 \x01(\x04H\x01R\bsequence\x88\x01\x01\x12\x1a\n" +
+	"\breplayed\x18\x04 \x01(\bR\breplayedB\b\n" +
+	"\x06_valueB\v\n" +
+	"\t_sequence\"K\n" +
 	"\x10CounterIncrement\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\x05delta\x18\x02 \x01(\x03B\x05\xaa\x01\x02\b\x01R\x05delta\"]\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05delta\x18\x02 \x01(\x03H\x00R\x05delta\x88\x01\x01B\b\n" +
+	"\x06_delta\"]\n" +
 	"\x16IncrementStreamRequest\x12C\n" +
 	"\n" +
 	"increments\x18\x01 \x03(\v2#.concur.counter.v1.CounterIncrementR\n" +
-	"increments\"w\n" +
-	"\x17IncrementStreamResponse\x12\x1f\n" +
-	"\aapplied\x18\x01 \x01(\x04B\x05\xaa\x01\x02\b\x01R\aapplied\x12;\n" +
-	"\bcounters\x18\x02 \x03(\v2\x1f.concur.counter.v1.CounterValueR\bcounters\"?\n" +
+	"increments\"\x81\x01\n" +
+	"\x17IncrementStreamResponse\x12\x1d\n" +
+	"\aapplied\x18\x01 \x01(\x04H\x00R\aapplied\x88\x01\x01\x12;\n" +
+	"\bcounters\x18\x02 \x03(\v2\x1f.concur.counter.v1.CounterValueR\bcountersB\n" +
+	"\n" +
+	"\b_applied\"G\n" +
 	"\fCounterValue\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\x05value\x18\x02 \x01(\x03B\x05\xaa\x01\x02\b\x01R\x05value\" \n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\x03H\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\" \n" +
 	"\n" +
 	"GetRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\">\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"F\n" +
 	"\vGetResponse\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\x05value\x18\x02 \x01(\x03B\x05\xaa\x01\x02\b\x01R\x05value\"\r\n" +
-	"\vJoinRequest\"K\n" +
-	"\fJoinResponse\x12!\n" +
-	"\bsequence\x18\x01 \x01(\x04B\x05\xaa\x01\x02\b\x01R\bsequence\x12\x18\n" +
-	"\aprinted\x18\x02 \x01(\bR\aprinted\"\"\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\x03H\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"\r\n" +
+	"\vJoinRequest\"V\n" +
+	"\fJoinResponse\x12\x1f\n" +
+	"\bsequence\x18\x01 \x01(\x04H\x00R\bsequence\x88\x01\x01\x12\x18\n" +
+	"\aprinted\x18\x02 \x01(\bR\aprintedB\v\n" +
+	"\t_sequence\"\"\n" +
 	"\fWatchRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"c\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"v\n" +
 	"\rWatchResponse\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\x05value\x18\x02 \x01(\x03B\x05\xaa\x01\x02\b\x01R\x05value\x12!\n" +
-	"\bsequence\x18\x03 \x01(\x04B\x05\xaa\x01\x02\b\x01R\bsequence2\xb1\x03\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\x03H\x00R\x05value\x88\x01\x01\x12\x1f\n" +
+	"\bsequence\x18\x03 \x01(\x04H\x01R\bsequence\x88\x01\x01B\b\n" +
+	"\x06_valueB\v\n" +
+	"\t_sequence2\xb1\x03\n" +
 	"\x0eCounterService\x12V\n" +
 	"\tIncrement\x12#.concur.counter.v1.IncrementRequest\x1a$.concur.counter.v1.IncrementResponse\x12j\n" +
 	"\x0fIncrementStream\x12).concur.counter.v1.IncrementStreamRequest\x1a*.concur.counter.v1.IncrementStreamResponse(\x01\x12D\n" +
 	"\x03Get\x12\x1d.concur.counter.v1.GetRequest\x1a\x1e.concur.counter.v1.GetResponse\x12G\n" +
 	"\x04Join\x12\x1e.concur.counter.v1.JoinRequest\x1a\x1f.concur.counter.v1.JoinResponse\x12L\n" +
-	"\x05Watch\x12\x1f.concur.counter.v1.WatchRequest\x1a .concur.counter.v1.WatchResponse0\x01BEZ<github.com/concur-dev/concur/api/concur/counter/v1;counterv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x05Watch\x12\x1f.concur.counter.v1.WatchRequest\x1a .concur.counter.v1.WatchResponse0\x01B>Z<github.com/concur-dev/concur/api/concur/counter/v1;counterv1b\x06proto3"
 
 var (
 	file_concur_counter_v1_counter_proto_rawDescOnce sync.Once
@@ -791,6 +802,14 @@ func file_concur_counter_v1_counter_proto_init() {
 	if File_concur_counter_v1_counter_proto != nil {
 		return
 	}
+	file_concur_counter_v1_counter_proto_msgTypes[0].OneofWrappers = []any{}
+	file_concur_counter_v1_counter_proto_msgTypes[1].OneofWrappers = []any{}
+	file_concur_counter_v1_counter_proto_msgTypes[2].OneofWrappers = []any{}
+	file_concur_counter_v1_counter_proto_msgTypes[4].OneofWrappers = []any{}
+	file_concur_counter_v1_counter_proto_msgTypes[5].OneofWrappers = []any{}
+	file_concur_counter_v1_counter_proto_msgTypes[7].OneofWrappers = []any{}
+	file_concur_counter_v1_counter_proto_msgTypes[9].OneofWrappers = []any{}
+	file_concur_counter_v1_counter_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -35,14 +35,14 @@ type PrintRequest struct {
 	// hold a newline, a carriage return or any other control character except tab, and must be
 	// valid UTF-8. The server limits the number of lines and the bytes per line
 	// (--printer-max-lines, --printer-max-line-bytes).
-	Lines []string `protobuf:"bytes,1,rep,name=lines" json:"lines,omitempty"`
+	Lines []string `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
 	// Optional name of the sender, 1 to 200 bytes of printable UTF-8. With source_sequence it
 	// makes a retried Print idempotent.
-	Source string `protobuf:"bytes,2,opt,name=source" json:"source,omitempty"`
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
 	// The sender's own sequence number for this job, from 1 up, required when source is set.
 	// A job whose source_sequence is not above the last one accepted from the same source is a
 	// duplicate: it is acknowledged and not printed again.
-	SourceSequence uint64 `protobuf:"varint,3,opt,name=source_sequence,json=sourceSequence" json:"source_sequence,omitempty"`
+	SourceSequence uint64 `protobuf:"varint,3,opt,name=source_sequence,json=sourceSequence,proto3" json:"source_sequence,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -103,10 +103,10 @@ type PrintResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The printer's sequence number for the job: jobs are numbered 1, 2, 3, ... in the order
 	// they are accepted. Absent when the job was a duplicate.
-	Sequence *uint64 `protobuf:"varint,1,opt,name=sequence" json:"sequence,omitempty"`
+	Sequence *uint64 `protobuf:"varint,1,opt,name=sequence,proto3,oneof" json:"sequence,omitempty"`
 	// True when the job's (source, source_sequence) had been accepted before: it was not
 	// printed again.
-	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate" json:"duplicate,omitempty"`
+	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -159,12 +159,12 @@ func (x *PrintResponse) GetDuplicate() bool {
 type PrintJob struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The lines of the job, with the same rules as PrintRequest.lines.
-	Lines []string `protobuf:"bytes,1,rep,name=lines" json:"lines,omitempty"`
+	Lines []string `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
 	// Optional name of the sender, with the same rules as PrintRequest.source.
-	Source string `protobuf:"bytes,2,opt,name=source" json:"source,omitempty"`
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
 	// The sender's sequence number for this job, with the same rules as
 	// PrintRequest.source_sequence.
-	SourceSequence uint64 `protobuf:"varint,3,opt,name=source_sequence,json=sourceSequence" json:"source_sequence,omitempty"`
+	SourceSequence uint64 `protobuf:"varint,3,opt,name=source_sequence,json=sourceSequence,proto3" json:"source_sequence,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -224,7 +224,7 @@ func (x *PrintJob) GetSourceSequence() uint64 {
 type PrintStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One or more jobs, accepted in this order; at most --printer-max-jobs (10,000 by default).
-	Jobs          []*PrintJob `protobuf:"bytes,1,rep,name=jobs" json:"jobs,omitempty"`
+	Jobs          []*PrintJob `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,7 +270,7 @@ func (x *PrintStreamRequest) GetJobs() []*PrintJob {
 type PrintStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One receipt per job of the request, in the same order.
-	Receipts      []*PrintReceipt `protobuf:"bytes,1,rep,name=receipts" json:"receipts,omitempty"`
+	Receipts      []*PrintReceipt `protobuf:"bytes,1,rep,name=receipts,proto3" json:"receipts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -317,13 +317,13 @@ func (x *PrintStreamResponse) GetReceipts() []*PrintReceipt {
 type PrintReceipt struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The printer's sequence number for the job. Absent when the job was a duplicate.
-	Sequence *uint64 `protobuf:"varint,1,opt,name=sequence" json:"sequence,omitempty"`
+	Sequence *uint64 `protobuf:"varint,1,opt,name=sequence,proto3,oneof" json:"sequence,omitempty"`
 	// The job's source, echoed so that a sender can match receipts to jobs.
-	Source string `protobuf:"bytes,2,opt,name=source" json:"source,omitempty"`
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
 	// The job's source_sequence, echoed.
-	SourceSequence uint64 `protobuf:"varint,3,opt,name=source_sequence,json=sourceSequence" json:"source_sequence,omitempty"`
+	SourceSequence uint64 `protobuf:"varint,3,opt,name=source_sequence,json=sourceSequence,proto3" json:"source_sequence,omitempty"`
 	// True when the job had been accepted before and was not printed again.
-	Duplicate     bool `protobuf:"varint,4,opt,name=duplicate" json:"duplicate,omitempty"`
+	Duplicate     bool `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,7 +427,7 @@ func (*JoinRequest) Descriptor() ([]byte, []int) {
 type JoinResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The sequence number of the last job written; 0 when nothing has been printed yet.
-	Sequence      *uint64 `protobuf:"varint,1,opt,name=sequence" json:"sequence,omitempty"`
+	Sequence      *uint64 `protobuf:"varint,1,opt,name=sequence,proto3,oneof" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -474,9 +474,9 @@ type TailRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The first sequence number to send. 0 starts at the oldest job still kept. A number older
 	// than the oldest kept answers OUT_OF_RANGE; a number beyond the last written waits for it.
-	FromSequence uint64 `protobuf:"varint,1,opt,name=from_sequence,json=fromSequence" json:"from_sequence,omitempty"`
+	FromSequence uint64 `protobuf:"varint,1,opt,name=from_sequence,json=fromSequence,proto3" json:"from_sequence,omitempty"`
 	// Stop after the jobs written so far instead of following new ones live.
-	HistoryOnly   bool `protobuf:"varint,2,opt,name=history_only,json=historyOnly" json:"history_only,omitempty"`
+	HistoryOnly   bool `protobuf:"varint,2,opt,name=history_only,json=historyOnly,proto3" json:"history_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -529,11 +529,11 @@ func (x *TailRequest) GetHistoryOnly() bool {
 type TailResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job's sequence number.
-	Sequence *uint64 `protobuf:"varint,1,opt,name=sequence" json:"sequence,omitempty"`
+	Sequence *uint64 `protobuf:"varint,1,opt,name=sequence,proto3,oneof" json:"sequence,omitempty"`
 	// The job's lines, as written.
-	Lines []string `protobuf:"bytes,2,rep,name=lines" json:"lines,omitempty"`
+	Lines []string `protobuf:"bytes,2,rep,name=lines,proto3" json:"lines,omitempty"`
 	// When the printer wrote the job.
-	WrittenAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=written_at,json=writtenAt" json:"written_at,omitempty"`
+	WrittenAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=written_at,json=writtenAt,proto3" json:"written_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -597,10 +597,11 @@ const file_concur_printer_v1_printer_proto_rawDesc = "" +
 	"\fPrintRequest\x12\x14\n" +
 	"\x05lines\x18\x01 \x03(\tR\x05lines\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12'\n" +
-	"\x0fsource_sequence\x18\x03 \x01(\x04R\x0esourceSequence\"P\n" +
-	"\rPrintResponse\x12!\n" +
-	"\bsequence\x18\x01 \x01(\x04B\x05\xaa\x01\x02\b\x01R\bsequence\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"a\n" +
+	"\x0fsource_sequence\x18\x03 \x01(\x04R\x0esourceSequence\"[\n" +
+	"\rPrintResponse\x12\x1f\n" +
+	"\bsequence\x18\x01 \x01(\x04H\x00R\bsequence\x88\x01\x01\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicateB\v\n" +
+	"\t_sequence\"a\n" +
 	"\bPrintJob\x12\x14\n" +
 	"\x05lines\x18\x01 \x03(\tR\x05lines\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12'\n" +
@@ -608,28 +609,31 @@ const file_concur_printer_v1_printer_proto_rawDesc = "" +
 	"\x12PrintStreamRequest\x12/\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x1b.concur.printer.v1.PrintJobR\x04jobs\"R\n" +
 	"\x13PrintStreamResponse\x12;\n" +
-	"\breceipts\x18\x01 \x03(\v2\x1f.concur.printer.v1.PrintReceiptR\breceipts\"\x90\x01\n" +
-	"\fPrintReceipt\x12!\n" +
-	"\bsequence\x18\x01 \x01(\x04B\x05\xaa\x01\x02\b\x01R\bsequence\x12\x16\n" +
+	"\breceipts\x18\x01 \x03(\v2\x1f.concur.printer.v1.PrintReceiptR\breceipts\"\x9b\x01\n" +
+	"\fPrintReceipt\x12\x1f\n" +
+	"\bsequence\x18\x01 \x01(\x04H\x00R\bsequence\x88\x01\x01\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12'\n" +
 	"\x0fsource_sequence\x18\x03 \x01(\x04R\x0esourceSequence\x12\x1c\n" +
-	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"\r\n" +
-	"\vJoinRequest\"1\n" +
-	"\fJoinResponse\x12!\n" +
-	"\bsequence\x18\x01 \x01(\x04B\x05\xaa\x01\x02\b\x01R\bsequence\"U\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicateB\v\n" +
+	"\t_sequence\"\r\n" +
+	"\vJoinRequest\"<\n" +
+	"\fJoinResponse\x12\x1f\n" +
+	"\bsequence\x18\x01 \x01(\x04H\x00R\bsequence\x88\x01\x01B\v\n" +
+	"\t_sequence\"U\n" +
 	"\vTailRequest\x12#\n" +
 	"\rfrom_sequence\x18\x01 \x01(\x04R\ffromSequence\x12!\n" +
-	"\fhistory_only\x18\x02 \x01(\bR\vhistoryOnly\"\x82\x01\n" +
-	"\fTailResponse\x12!\n" +
-	"\bsequence\x18\x01 \x01(\x04B\x05\xaa\x01\x02\b\x01R\bsequence\x12\x14\n" +
+	"\fhistory_only\x18\x02 \x01(\bR\vhistoryOnly\"\x8d\x01\n" +
+	"\fTailResponse\x12\x1f\n" +
+	"\bsequence\x18\x01 \x01(\x04H\x00R\bsequence\x88\x01\x01\x12\x14\n" +
 	"\x05lines\x18\x02 \x03(\tR\x05lines\x129\n" +
 	"\n" +
-	"written_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt2\xd2\x02\n" +
+	"written_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAtB\v\n" +
+	"\t_sequence2\xd2\x02\n" +
 	"\x0ePrinterService\x12J\n" +
 	"\x05Print\x12\x1f.concur.printer.v1.PrintRequest\x1a .concur.printer.v1.PrintResponse\x12`\n" +
 	"\vPrintStream\x12%.concur.printer.v1.PrintStreamRequest\x1a&.concur.printer.v1.PrintStreamResponse(\x010\x01\x12G\n" +
 	"\x04Join\x12\x1e.concur.printer.v1.JoinRequest\x1a\x1f.concur.printer.v1.JoinResponse\x12I\n" +
-	"\x04Tail\x12\x1e.concur.printer.v1.TailRequest\x1a\x1f.concur.printer.v1.TailResponse0\x01BEZ<github.com/concur-dev/concur/api/concur/printer/v1;printerv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x04Tail\x12\x1e.concur.printer.v1.TailRequest\x1a\x1f.concur.printer.v1.TailResponse0\x01B>Z<github.com/concur-dev/concur/api/concur/printer/v1;printerv1b\x06proto3"
 
 var (
 	file_concur_printer_v1_printer_proto_rawDescOnce sync.Once
@@ -681,6 +685,10 @@ func file_concur_printer_v1_printer_proto_init() {
 	if File_concur_printer_v1_printer_proto != nil {
 		return
 	}
+	file_concur_printer_v1_printer_proto_msgTypes[1].OneofWrappers = []any{}
+	file_concur_printer_v1_printer_proto_msgTypes[5].OneofWrappers = []any{}
+	file_concur_printer_v1_printer_proto_msgTypes[7].OneofWrappers = []any{}
+	file_concur_printer_v1_printer_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -116,18 +116,18 @@ type MeasureRequest struct {
 	// URL is invalid (1.2.3.256, 1.2.3.4.5). The same URL twice is fetched once and reported at
 	// each of its indexes. The server limits the batch size and URL length
 	// (--sitesize-max-urls, --sitesize-max-url-bytes).
-	Urls []string `protobuf:"bytes,1,rep,name=urls" json:"urls,omitempty"`
+	Urls []string `protobuf:"bytes,1,rep,name=urls,proto3" json:"urls,omitempty"`
 	// How many fetches of this batch may run at once; 0 takes the server's default. The server
 	// caps it (--sitesize-max-concurrency) and shares one pool of workers among all batches.
-	Concurrency uint32 `protobuf:"varint,2,opt,name=concurrency" json:"concurrency,omitempty"`
+	Concurrency uint32 `protobuf:"varint,2,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
 	// Time allowed for each URL, from dial to the last byte; unset takes the server's default,
 	// and the server caps it (--sitesize-max-timeout). The call's own deadline applies as well.
-	Timeout *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Send results in request order (like imap) instead of as they finish (like imap_unordered).
-	Ordered bool `protobuf:"varint,4,opt,name=ordered" json:"ordered,omitempty"`
+	Ordered bool `protobuf:"varint,4,opt,name=ordered,proto3" json:"ordered,omitempty"`
 	// Stop counting a body after this many bytes and mark the result truncated; 0 takes the
 	// server's cap (--sitesize-max-bytes), which also bounds any value asked for.
-	MaxBytes      int64 `protobuf:"varint,5,opt,name=max_bytes,json=maxBytes" json:"max_bytes,omitempty"`
+	MaxBytes      int64 `protobuf:"varint,5,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,25 +201,25 @@ func (x *MeasureRequest) GetMaxBytes() int64 {
 type MeasureResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The URL's index in MeasureRequest.urls, counting from 0.
-	Index *uint32 `protobuf:"varint,1,opt,name=index" json:"index,omitempty"`
+	Index *uint32 `protobuf:"varint,1,opt,name=index,proto3,oneof" json:"index,omitempty"`
 	// The URL as it was given.
-	Url string `protobuf:"bytes,2,opt,name=url" json:"url,omitempty"`
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
 	// Body bytes as the server sent them (no decompression), counted as they streamed in; on an
 	// error, the bytes counted before it.
-	Size *int64 `protobuf:"varint,3,opt,name=size" json:"size,omitempty"`
+	Size *int64 `protobuf:"varint,3,opt,name=size,proto3,oneof" json:"size,omitempty"`
 	// The HTTP status code of the final response; absent when no response arrived.
-	Status *int32 `protobuf:"varint,4,opt,name=status" json:"status,omitempty"`
+	Status *int32 `protobuf:"varint,4,opt,name=status,proto3,oneof" json:"status,omitempty"`
 	// The URL of the final response, after redirects.
-	FinalUrl string `protobuf:"bytes,5,opt,name=final_url,json=finalUrl" json:"final_url,omitempty"`
+	FinalUrl string `protobuf:"bytes,5,opt,name=final_url,json=finalUrl,proto3" json:"final_url,omitempty"`
 	// How many redirects were followed.
-	Redirects uint32 `protobuf:"varint,6,opt,name=redirects" json:"redirects,omitempty"`
+	Redirects uint32 `protobuf:"varint,6,opt,name=redirects,proto3" json:"redirects,omitempty"`
 	// Time from the start of the fetch to its end.
-	Elapsed *durationpb.Duration `protobuf:"bytes,7,opt,name=elapsed" json:"elapsed,omitempty"`
+	Elapsed *durationpb.Duration `protobuf:"bytes,7,opt,name=elapsed,proto3" json:"elapsed,omitempty"`
 	// True when counting stopped at the byte cap: size is a lower bound.
-	Truncated bool `protobuf:"varint,8,opt,name=truncated" json:"truncated,omitempty"`
+	Truncated bool `protobuf:"varint,8,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	// Why the fetch failed; absent when it succeeded. An HTTP error status such as 404 is not a
 	// failure: its body is measured and status says what it was.
-	Error         *FetchError `protobuf:"bytes,9,opt,name=error" json:"error,omitempty"`
+	Error         *FetchError `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,9 +321,9 @@ func (x *MeasureResponse) GetError() *FetchError {
 type FetchError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What kind of failure it was.
-	Code FetchErrorCode `protobuf:"varint,1,opt,name=code,enum=concur.sitesize.v1.FetchErrorCode" json:"code,omitempty"`
+	Code FetchErrorCode `protobuf:"varint,1,opt,name=code,proto3,enum=concur.sitesize.v1.FetchErrorCode" json:"code,omitempty"`
 	// A human-readable explanation.
-	Message       string `protobuf:"bytes,2,opt,name=message" json:"message,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -382,17 +382,20 @@ const file_concur_sitesize_v1_sitesize_proto_rawDesc = "" +
 	"\vconcurrency\x18\x02 \x01(\rR\vconcurrency\x123\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
 	"\aordered\x18\x04 \x01(\bR\aordered\x12\x1b\n" +
-	"\tmax_bytes\x18\x05 \x01(\x03R\bmaxBytes\"\xbe\x02\n" +
-	"\x0fMeasureResponse\x12\x1b\n" +
-	"\x05index\x18\x01 \x01(\rB\x05\xaa\x01\x02\b\x01R\x05index\x12\x10\n" +
-	"\x03url\x18\x02 \x01(\tR\x03url\x12\x19\n" +
-	"\x04size\x18\x03 \x01(\x03B\x05\xaa\x01\x02\b\x01R\x04size\x12\x1d\n" +
-	"\x06status\x18\x04 \x01(\x05B\x05\xaa\x01\x02\b\x01R\x06status\x12\x1b\n" +
+	"\tmax_bytes\x18\x05 \x01(\x03R\bmaxBytes\"\xd6\x02\n" +
+	"\x0fMeasureResponse\x12\x19\n" +
+	"\x05index\x18\x01 \x01(\rH\x00R\x05index\x88\x01\x01\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x17\n" +
+	"\x04size\x18\x03 \x01(\x03H\x01R\x04size\x88\x01\x01\x12\x1b\n" +
+	"\x06status\x18\x04 \x01(\x05H\x02R\x06status\x88\x01\x01\x12\x1b\n" +
 	"\tfinal_url\x18\x05 \x01(\tR\bfinalUrl\x12\x1c\n" +
 	"\tredirects\x18\x06 \x01(\rR\tredirects\x123\n" +
 	"\aelapsed\x18\a \x01(\v2\x19.google.protobuf.DurationR\aelapsed\x12\x1c\n" +
 	"\ttruncated\x18\b \x01(\bR\ttruncated\x124\n" +
-	"\x05error\x18\t \x01(\v2\x1e.concur.sitesize.v1.FetchErrorR\x05error\"^\n" +
+	"\x05error\x18\t \x01(\v2\x1e.concur.sitesize.v1.FetchErrorR\x05errorB\b\n" +
+	"\x06_indexB\a\n" +
+	"\x05_sizeB\t\n" +
+	"\a_status\"^\n" +
 	"\n" +
 	"FetchError\x126\n" +
 	"\x04code\x18\x01 \x01(\x0e2\".concur.sitesize.v1.FetchErrorCodeR\x04code\x12\x18\n" +
@@ -408,7 +411,7 @@ const file_concur_sitesize_v1_sitesize_proto_rawDesc = "" +
 	"\x19FETCH_ERROR_CODE_PROTOCOL\x10\a\x12\x1e\n" +
 	"\x1aFETCH_ERROR_CODE_CANCELLED\x10\b2g\n" +
 	"\x0fSiteSizeService\x12T\n" +
-	"\aMeasure\x12\".concur.sitesize.v1.MeasureRequest\x1a#.concur.sitesize.v1.MeasureResponse0\x01BGZ>github.com/concur-dev/concur/api/concur/sitesize/v1;sitesizev1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\aMeasure\x12\".concur.sitesize.v1.MeasureRequest\x1a#.concur.sitesize.v1.MeasureResponse0\x01B@Z>github.com/concur-dev/concur/api/concur/sitesize/v1;sitesizev1b\x06proto3"
 
 var (
 	file_concur_sitesize_v1_sitesize_proto_rawDescOnce sync.Once
@@ -450,6 +453,7 @@ func file_concur_sitesize_v1_sitesize_proto_init() {
 	if File_concur_sitesize_v1_sitesize_proto != nil {
 		return
 	}
+	file_concur_sitesize_v1_sitesize_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
