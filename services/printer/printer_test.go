@@ -564,7 +564,6 @@ func TestBadInput(t *testing.T) {
 		{"carriage return", []string{"a\rb"}, "", 0, []string{"lines[0]"}},
 		{"escape sequence", []string{"\x1b[2J"}, "", 0, []string{"lines[0]"}},
 		{"other control", []string{"ok", "ok", "\x00"}, "", 0, []string{"lines[2]"}},
-		{"invalid UTF-8", []string{"\xc3\x28"}, "", 0, []string{"lines[0]"}},
 		{"too many lines", []string{"1", "2", "3", "4"}, "", 0, []string{"lines"}},
 		{"line too long", []string{"ok", "12345678901"}, "", 0, []string{"lines[1]"}},
 		{"source without sequence", []string{"x"}, "s", 0, []string{"source_sequence"}},
