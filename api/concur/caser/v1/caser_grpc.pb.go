@@ -41,8 +41,9 @@ type CaserServiceClient interface {
 	// goodbye and the server ends the stream; any other line is answered with cased. Every
 	// --caser-announce interval the server also sends an announcement. A session silent for
 	// --caser-idle, or open when the server shuts down, gets a goodbye saying why, then ends.
-	// A line over the server's limit (--caser-max-line-bytes) or holding invalid UTF-8 ends the
-	// stream with INVALID_ARGUMENT.
+	// A line over the server's limit (--caser-max-line-bytes) ends the stream with
+	// INVALID_ARGUMENT; one holding invalid UTF-8, like any message that fails to decode, with
+	// INTERNAL.
 	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionResponse], error)
 	// Case is the one-shot form: text and mode in, cased text out. An unknown mode or text
 	// over the limit answers INVALID_ARGUMENT.
@@ -92,8 +93,9 @@ type CaserServiceServer interface {
 	// goodbye and the server ends the stream; any other line is answered with cased. Every
 	// --caser-announce interval the server also sends an announcement. A session silent for
 	// --caser-idle, or open when the server shuts down, gets a goodbye saying why, then ends.
-	// A line over the server's limit (--caser-max-line-bytes) or holding invalid UTF-8 ends the
-	// stream with INVALID_ARGUMENT.
+	// A line over the server's limit (--caser-max-line-bytes) ends the stream with
+	// INVALID_ARGUMENT; one holding invalid UTF-8, like any message that fails to decode, with
+	// INTERNAL.
 	Session(grpc.BidiStreamingServer[SessionRequest, SessionResponse]) error
 	// Case is the one-shot form: text and mode in, cased text out. An unknown mode or text
 	// over the limit answers INVALID_ARGUMENT.
