@@ -212,7 +212,7 @@ func (py *python) run(t *testing.T, code int, script string, args ...string) str
 func checkThreading(t *testing.T, stdout string, first, last int) {
 	t.Helper()
 	if !strings.Contains(stdout, "):\n"+talkOutput(first, last)+"\n") {
-		t.Errorf("the talk did not read back the talk's output for the counts %d to %d:\n%s", first, last, talkOutput(first, last))
+		t.Fatalf("the talk did not read back the talk's output for the counts %d to %d:\n%s", first, last, talkOutput(first, last))
 	}
 	n := last - first + 1
 	if want := fmt.Sprintf("The counter reads %d after %d increments from %d.\n", last, n, first-1); !strings.Contains(stdout, want) {
@@ -251,13 +251,13 @@ func findPython(t *testing.T) string {
 			continue
 		}
 		out, err := exec.Command(path, "-c", "import sys, grpc, google.protobuf as pb; print(sys.version.split()[0], grpc.__version__, pb.__version__)").CombinedOutput()
-		if err != nil {
-			tried = append(tried, fmt.Sprintf("%s: %v: %s", path, err, strings.TrimSpace(string(out))))
+		versions := strings.Fields(string(out))
+		if err != nil || len(versions) != 3 {
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			tried = append(tried, fmt.Sprintf("%s: %v: %s", path, err, lines[len(lines)-1])) // a traceback ends with its error
 			continue
 		}
-		var version, grpcio, protobuf string
-		fmt.Sscan(string(out), &version, &grpcio, &protobuf)
-		t.Logf("Python: %s (Python %s, grpcio %s, protobuf %s)", path, version, grpcio, protobuf)
+		t.Logf("Python: %s (Python %s, grpcio %s, protobuf %s)", path, versions[0], versions[1], versions[2])
 		return path
 	}
 	t.Fatalf("no Python that can import grpc and google.protobuf:\n\t%s\n%s", strings.Join(tried, "\n\t"), install)
