@@ -1,6 +1,8 @@
 // Package readme reads the shell sessions of a Markdown document, so that a test can run the
-// README's examples for real: the fenced code blocks whose lines start with a `$ ` prompt,
-// each command with the lines shown after it as its output.
+// examples of the README and docs/ for real: the fenced code blocks whose lines start with a
+// `$ ` prompt, each command with the lines shown after it as its output. It also reads a
+// document's links and the anchors of its headings, so that a test can check where each
+// link leads.
 //
 // A command is what bash reads: the prompt line, the lines it continues onto with a final
 // backslash, and the body of its heredoc up to the terminator. Everything after it, up to the
@@ -14,7 +16,9 @@ package readme
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Block is a fenced code block holding at least one prompt.
@@ -202,4 +206,120 @@ func lastConcurd(line string) ([]string, bool) {
 		return nil, false
 	}
 	return strings.Fields(all[len(all)-1][1]), true
+}
+
+// Link is a Markdown link of a document, outside code: [text](Target).
+type Link struct {
+	// Line is the line of the link's opening bracket, from 1.
+	Line int
+	// Target is what the parentheses hold: a URL, or a path with an optional #fragment.
+	Target string
+}
+
+var inlineLink = regexp.MustCompile(`\[[^\]]*\]\(([^()\s]+)(?:\s+"[^"]*")?\)`)
+
+// Links returns the inline links of doc, in order, leaving out those in fenced code blocks
+// and code spans. A link's text may run over several lines.
+func Links(doc string) []Link {
+	text := prose(doc)
+	var links []Link
+	for _, m := range inlineLink.FindAllStringSubmatchIndex(text, -1) {
+		links = append(links, Link{Line: 1 + strings.Count(text[:m[0]], "\n"), Target: text[m[2]:m[3]]})
+	}
+	return links
+}
+
+// Anchors returns the anchors GitHub gives the headings of doc: the heading's text in lower
+// case, without what is neither a letter, a digit, a space, a dash nor an underscore, spaces
+// made dashes, and -1, -2, ... after a repeated one.
+func Anchors(doc string) map[string]bool {
+	anchors := map[string]bool{}
+	seen := map[string]int{}
+	lines := strings.Split(doc, "\n")
+	fenced := fencedLines(lines)
+	for i, line := range lines {
+		hashes := len(line) - len(strings.TrimLeft(line, "#"))
+		title, ok := strings.CutPrefix(line[hashes:], " ")
+		if fenced[i] || hashes == 0 || hashes > 6 || !ok {
+			continue
+		}
+		slug := slugify(strings.TrimSpace(title))
+		if n := seen[slug]; n > 0 {
+			anchors[slug+"-"+strconv.Itoa(n)] = true
+		} else {
+			anchors[slug] = true
+		}
+		seen[slug]++
+	}
+	return anchors
+}
+
+func slugify(title string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(title) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// fencedLines says of each line whether it is a fence or inside a fenced code block.
+func fencedLines(lines []string) []bool {
+	fenced := make([]bool, len(lines))
+	in := false
+	for i, line := range lines {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			in = !in
+			fenced[i] = true
+			continue
+		}
+		fenced[i] = in
+	}
+	return fenced
+}
+
+// prose is doc with the lines of fenced code blocks emptied and code spans blanked, so that
+// what looks like a link in code is not taken for one. Lines stay where they are. A code span
+// opens with a run of backticks and closes with a run as long; it may run over lines, but
+// not over a blank line or a fence.
+func prose(doc string) string {
+	lines := strings.Split(doc, "\n")
+	fenced := fencedLines(lines)
+	span := 0 // the length of the run of backticks that opened the span; 0: none
+	for i, line := range lines {
+		if fenced[i] || strings.TrimSpace(line) == "" {
+			span = 0
+			if fenced[i] {
+				lines[i] = ""
+			}
+			continue
+		}
+		b := []byte(line)
+		for j := 0; j < len(b); {
+			if b[j] != '`' {
+				if span > 0 {
+					b[j] = ' '
+				}
+				j++
+				continue
+			}
+			run := j
+			for j < len(b) && b[j] == '`' {
+				b[j] = ' '
+				j++
+			}
+			switch n := j - run; {
+			case span == 0:
+				span = n
+			case span == n:
+				span = 0
+			}
+		}
+		lines[i] = string(b)
+	}
+	return strings.Join(lines, "\n")
 }

@@ -71,6 +71,25 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func TestLinks(t *testing.T) {
+	doc := "# T\nSee [a](a.md) and [b c](../b.md#x \"title\"),\n[a link over\ntwo lines](c/) and [u](https://x.org/a_(b)).\n" +
+		"`[code](no.md)` and ``a ` [in](code.md)`` [f](f.md)\n```sh\n[in](fence.md)\n```\nA span over `two\n[lines](no.md)` then [d](#t)\n\n`open\n\n[e](e.md)\n"
+	want := []readme.Link{{Line: 2, Target: "a.md"}, {Line: 2, Target: "../b.md#x"}, {Line: 3, Target: "c/"}, {Line: 5, Target: "f.md"}, {Line: 10, Target: "#t"}, {Line: 14, Target: "e.md"}}
+	if got := readme.Links(doc); !reflect.DeepEqual(got, want) {
+		t.Errorf("Links:\ngot  %+v\nwant %+v", got, want)
+	}
+}
+
+func TestAnchors(t *testing.T) {
+	doc := "# The caser: the talk's async sessions\n## With grpcurl\n```sh\n# a comment\n```\n## With grpcurl\n" +
+		"### The `concur` CLI, step 1\n####### seven\n#no space\n## Ünïcode _x_ -- y\n"
+	want := map[string]bool{"the-caser-the-talks-async-sessions": true, "with-grpcurl": true, "with-grpcurl-1": true,
+		"the-concur-cli-step-1": true, "ünïcode-_x_----y": true}
+	if got := readme.Anchors(doc); !reflect.DeepEqual(got, want) {
+		t.Errorf("Anchors:\ngot  %v\nwant %v", got, want)
+	}
+}
+
 // What would let a grpcurl example escape the test is an error.
 func TestParseErrors(t *testing.T) {
 	for _, tt := range []struct{ doc, says string }{
