@@ -1,17 +1,29 @@
 package dial_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/emptypb"
 
+	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
+	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
+	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
+	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
 	"github.com/concur-dev/concur/internal/dial"
 	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/serve"
@@ -97,5 +109,109 @@ func TestDialRefusesBadFiles(t *testing.T) {
 				t.Errorf("%s: Dial succeeded", name)
 			}
 		})
+	}
+}
+
+func TestAddresses(t *testing.T) {
+	for addr, wantErr := range map[string]string{
+		"localhost:50051":                   "",
+		"127.0.0.1:1":                       "",
+		"[::1]:1":                           "",
+		"dns:///concur-replicas.test:50051": "",
+		"dns://127.0.0.53/example.com:443":  "",
+		"dns:example.com:443":               "",
+		"unix:///run/concur.sock":           "",
+		"unix:concur.sock":                  "",
+		"passthrough:///10.0.0.1:50051":     "",
+		"localhost":                         `address "localhost" has no port: give host:port, such as localhost:50051`,
+		"localhost:":                        `address "localhost:" has no port: give host:port, such as localhost:50051`,
+		"[::1]":                             `address "[::1]" has no port: give host:port, such as [::1]:50051`,
+		"dns:///concur-replicas.test":       `address "dns:///concur-replicas.test" has no port: give host:port, such as dns:///concur-replicas.test:50051`,
+		"dns://127.0.0.53/example.com":      `such as dns://127.0.0.53/example.com:50051`,
+		"::1":                               `address "::1" is not host:port (too many colons in address): give one such as localhost:50051 or [::1]:50051`,
+		"http://localhost:50051":            `is not host:port`,
+	} {
+		conn, err := dial.Config{Addr: addr}.Dial()
+		if err == nil {
+			conn.Close()
+		}
+		if wantErr == "" && err != nil || wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)) {
+			t.Errorf("Dial %q: %v, want %q", addr, err, cmp.Or(wantErr, "no error"))
+		}
+	}
+}
+
+// retryable is every method gRPC retries; docs/replicas.md says why each is safe to call
+// again, and why the others are not.
+var retryable = map[string]bool{
+	"/concur.counter.v1.CounterService/Get":       true,
+	"/concur.counter.v1.CounterService/Join":      true,
+	"/concur.counter.v1.CounterService/Watch":     true,
+	"/concur.printer.v1.PrinterService/Join":      true,
+	"/concur.printer.v1.PrinterService/Tail":      true,
+	"/concur.sitesize.v1.SiteSizeService/Measure": true,
+	"/concur.caser.v1.CaserService/Case":          true,
+	"/concur.caser.v1.CaserService/Session":       true,
+}
+
+// Every method of the four contracts, called once on a server that answers every call
+// UNAVAILABLE: the retryable ones are attempted four times, the others once.
+func TestRetriesOnlyWhatIsSafe(t *testing.T) {
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	srv := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(stream)
+		mu.Lock()
+		attempts[method]++
+		mu.Unlock()
+		return status.Error(codes.Unavailable, "replica going away")
+	}))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	defer srv.Stop()
+	conn, err := dial.Config{Addr: lis.Addr().String()}.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	var methods []protoreflect.MethodDescriptor
+	for _, f := range []protoreflect.FileDescriptor{counterv1.File_concur_counter_v1_counter_proto, printerv1.File_concur_printer_v1_printer_proto,
+		sitesizev1.File_concur_sitesize_v1_sitesize_proto, caserv1.File_concur_caser_v1_caser_proto} {
+		for i := range f.Services().Len() {
+			for j := range f.Services().Get(i).Methods().Len() {
+				methods = append(methods, f.Services().Get(i).Methods().Get(j))
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, m := range methods {
+		name := fmt.Sprintf("/%s/%s", m.Parent().FullName(), m.Name())
+		wg.Go(func() {
+			desc := &grpc.StreamDesc{ServerStreams: m.IsStreamingServer(), ClientStreams: m.IsStreamingClient()}
+			stream, err := conn.NewStream(t.Context(), desc, name)
+			if err == nil {
+				stream.SendMsg(&emptypb.Empty{}) // io.EOF once the server answered: RecvMsg has it
+				stream.CloseSend()
+				err = stream.RecvMsg(&emptypb.Empty{})
+			}
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("%s: %v, want the server's Unavailable", name, err)
+			}
+		})
+	}
+	wg.Wait()
+	for name := range retryable {
+		if _, ok := attempts[name]; !ok {
+			t.Errorf("retryable method %s is in no contract", name)
+		}
+	}
+	for name, n := range attempts {
+		if want := map[bool]int{true: 4, false: 1}[retryable[name]]; n != want {
+			t.Errorf("%s attempted %d times, want %d", name, n, want)
+		}
 	}
 }

@@ -35,6 +35,11 @@ type Config struct {
 	KeepaliveTime        time.Duration
 	KeepaliveTimeout     time.Duration
 
+	// MaxConnectionAge and MaxConnectionAgeGrace recycle connections, so that clients spread
+	// over replicas find new ones; 0 is no limit. See docs/replicas.md.
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
+
 	LogLevel  slog.Level
 	LogFormat string
 
@@ -59,6 +64,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.KeepaliveMinTime, "keepalive-min-time", 10*time.Second, "clients pinging more often than this are disconnected (too_many_pings)")
 	fs.DurationVar(&c.KeepaliveTime, "keepalive-time", 2*time.Minute, "ping a client after this long without activity")
 	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", 20*time.Second, "close a connection whose ping is not answered within this")
+	// Five minutes: a client reconnects, and so looks its name up again, a dozen times an
+	// hour, which costs nothing, and a new replica gets its share within minutes. No grace
+	// limit: a stream (a caser session, a Watch, a Tail) outlives its connection's age rather
+	// than being cut, since new calls already go over the new connection.
+	fs.DurationVar(&c.MaxConnectionAge, "max-connection-age", 5*time.Minute, "ask a client to reconnect after its connection is this old, so that it looks the server's name up again and finds new replicas; calls open on the old connection go on (0 is off)")
+	fs.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", 0, "after --max-connection-age, cut the calls still open on the old connection once this has passed (0 never does: they run to their end)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (debug logs every call)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
 }

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -341,6 +342,46 @@ func TestShutdownEndsStreamsInReverseOrder(t *testing.T) {
 	}
 }
 
+// A connection past --max-connection-age is told to go away: the client's next call dials a
+// new one, while a stream open on the old connection runs to its own end, or, with
+// --max-connection-age-grace, is cut once the grace has passed.
+func TestConnectionAge(t *testing.T) {
+	for _, grace := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run(fmt.Sprint("grace ", grace), func(t *testing.T) {
+			cfg := defaults(t)
+			cfg.MaxConnectionAge, cfg.MaxConnectionAgeGrace = 50*time.Millisecond, grace
+			srv, stop := start(t, cfg, newFake(printerv1.PrinterService_ServiceDesc.ServiceName, nil))
+			var dials atomic.Int64
+			conn := e2e.Dial(t, srv.Addr().String(), grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			}))
+			client := printerv1.NewPrinterServiceClient(conn)
+			tail, err := client.Tail(t.Context(), &printerv1.TailRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tail.Recv(); err != nil {
+				t.Fatal(err)
+			}
+			conn.WaitForStateChange(t.Context(), connectivity.Ready) // the server's GOAWAY
+			if _, err := client.Print(t.Context(), &printerv1.PrintRequest{Lines: []string{"x"}}); err != nil {
+				t.Fatalf("Print after the connection's age: %v", err)
+			}
+			if n := dials.Load(); n != 2 {
+				t.Fatalf("%d connections dialled, want 2: the aged one and its successor", n)
+			}
+			if grace == 0 {
+				stop() // the fake ends its Tails when it shuts down
+			}
+			_, err = tail.Recv()
+			if cut := status.Convert(err).Message() != "shutting down"; status.Code(err) != codes.Unavailable || cut != (grace > 0) {
+				t.Fatalf("Tail open on the aged connection ended with %v; want the fake's own end without a grace, a cut with one", err)
+			}
+		})
+	}
+}
+
 func TestShutdownCutsCallsThatOutliveTheTimeout(t *testing.T) {
 	stuck := newFake("test.Stuck", nil)
 	stuck.ignoreStop = true
@@ -461,6 +502,9 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 		"bad metrics addr":   func(c *serve.Config) { c.Listen, c.MetricsListen = "127.0.0.1:0", "nope" },
 		"key is not a cert":  func(c *serve.Config) { c.TLSCert, c.TLSKey = certs.ServerKey, certs.ServerKey },
 		"no handshake time":  func(c *serve.Config) { c.HandshakeTimeout = 0 },
+		"negative age":       func(c *serve.Config) { c.MaxConnectionAge = -time.Second },
+		"negative grace":     func(c *serve.Config) { c.MaxConnectionAgeGrace = -time.Second },
+		"grace without age":  func(c *serve.Config) { c.MaxConnectionAge, c.MaxConnectionAgeGrace = 0, time.Minute },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := defaults(t)

@@ -100,14 +100,21 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		return nil, fmt.Errorf("--handshake-timeout %v: must be more than 0", cfg.HandshakeTimeout)
 	}
+	if err := cfg.checkConnectionAge(); err != nil {
+		return nil, err
+	}
 	opts := []grpc.ServerOption{
 		grpc.ConnectionTimeout(cfg.HandshakeTimeout),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(min(cfg.MaxConcurrentStreams, 1<<32-1))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 	}
+	pings := keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}
+	// Only outside clients have other replicas to find: the in-process connection is never
+	// recycled.
+	recycled := pings
+	recycled.MaxConnectionAge, recycled.MaxConnectionAgeGrace = cfg.MaxConnectionAge, cfg.MaxConnectionAgeGrace
 	tlsConf, err := cfg.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -145,13 +152,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.registry.MustRegister(s.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	unary, stream := interceptorChain(log, s.metrics, token)
-	external := slices.Concat(opts, []grpc.ServerOption{grpc.StatsHandler(s.census), grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})
+	external := slices.Concat(opts, []grpc.ServerOption{grpc.KeepaliveParams(recycled), grpc.StatsHandler(s.census), grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})
 	if tlsConf != nil {
 		external = append(external, grpc.Creds(credentials.NewTLS(tlsConf)))
 	}
 	s.grpc = grpc.NewServer(external...)
 	unary, stream = interceptorChain(log, s.metrics, nil)
-	s.local = grpc.NewServer(slices.Concat(opts, []grpc.ServerOption{grpc.StatsHandler(s.localCensus), grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})...)
+	s.local = grpc.NewServer(slices.Concat(opts, []grpc.ServerOption{grpc.KeepaliveParams(pings), grpc.StatsHandler(s.localCensus), grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})...)
 	s.localConn, err = grpc.NewClient("passthrough:///in-process",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.localLis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -318,6 +325,19 @@ func stopGracefully(srv *grpc.Server) <-chan struct{} {
 		close(stopped)
 	}()
 	return stopped
+}
+
+// checkConnectionAge refuses negative ages and a grace without an age, which would never apply.
+func (c *Config) checkConnectionAge() error {
+	switch {
+	case c.MaxConnectionAge < 0:
+		return fmt.Errorf("--max-connection-age %v: must not be negative (0 is off)", c.MaxConnectionAge)
+	case c.MaxConnectionAgeGrace < 0:
+		return fmt.Errorf("--max-connection-age-grace %v: must not be negative (0 lets open calls run to their end)", c.MaxConnectionAgeGrace)
+	case c.MaxConnectionAgeGrace > 0 && c.MaxConnectionAge == 0:
+		return fmt.Errorf("--max-connection-age-grace %v needs --max-connection-age: the grace starts when a connection reaches that age", c.MaxConnectionAgeGrace)
+	}
+	return nil
 }
 
 // tlsConfig returns the server's TLS configuration, or nil for plaintext.
