@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -209,25 +213,84 @@ func TestRemoteSites(t *testing.T) {
 	}
 }
 
-// Usage errors exit 2 and say what is wrong.
+// Usage errors exit 2 and say what is wrong, in one line.
 func TestUsage(t *testing.T) {
+	bin := e2e.Build(t, "./clients/talk")
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--section=locks"}, `--section "locks": choose one of threading, sites, async`},
 		{[]string{"--workers=0"}, "--workers 0: must be at least 1"},
-		{[]string{"--printer-addr=127.0.0.1:1"}, "the threading section needs the counter: give --addr or --counter-addr"},
-		{[]string{"--sites=/nonexistent/sites.txt"}, "--sites: open /nonexistent/sites.txt"},
+		{[]string{"--workers=ten"}, `invalid value "ten" for flag --workers: want a whole number`},
+		{[]string{"--printer-addr=127.0.0.1:1"}, "the threading section needs the counter: give --addr or --counter-addr (or no address at all, for an embedded stack)"},
+		{[]string{"--sites=/nonexistent/sites.txt"}, "--sites: open /nonexistent/sites.txt: no such file or directory"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {
-		code, stdout, stderr := runTalk(t, c.args...)
-		if code != 2 || !strings.Contains(stderr, c.want) {
-			t.Errorf("talk %v: exit %d, stderr %q, stdout %q; want exit 2 and %q", c.args, code, stderr, stdout, c.want)
+		stdout, stderr, err := e2e.RunErr(t, "", bin, c.args...)
+		if want := "talk: " + c.want + "\nrun 'talk --help' for usage\n"; e2e.ExitCode(err) != 2 || stderr != want || stdout != "" {
+			t.Errorf("talk %v: %v, stderr %q, stdout %q; want exit 2 and %q", c.args, err, stderr, stdout, want)
 		}
 	}
-	if code, _, stderr := runTalk(t, "--help"); code != 0 || !strings.Contains(stderr, "Usage: talk [flags]") {
-		t.Errorf("--help: exit %d, stderr %q", code, stderr)
+	stdout, stderr, err := e2e.RunErr(t, "", bin, "--help")
+	if err != nil || stderr != "" || !strings.HasPrefix(stdout, "Usage: talk [flags]\n") ||
+		!strings.Contains(stdout, "\nConnection to the caser:\n  --caser-addr address\n") || !strings.Contains(stdout, "\n  1    a check failed\n") {
+		t.Errorf("--help: %v, stderr %q, stdout:\n%s", err, stderr, stdout)
+	}
+}
+
+// A section that cannot reach its service fails, and the talk exits 3 (a call failed)
+// rather than 1 (a check found the talk's output wrong).
+func TestUnreachable(t *testing.T) {
+	code, stdout, stderr := runTalk(t, "--addr=127.0.0.1:1", "--section=async")
+	if code != 3 || !strings.Contains(stdout, "FAILED: async: caser Session: no concur service answered at 127.0.0.1:1: is concurd running? (connection refused)\n") ||
+		stderr != "talk: the check of async failed\n" {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// Ctrl-C stops the talk at once: no section goes on, nothing more is printed on its
+// account, and it exits 130.
+func TestInterrupt(t *testing.T) {
+	cmd := exec.Command(e2e.Build(t, "./clients/talk"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	var stdout strings.Builder
+	for lines.Scan() {
+		stdout.WriteString(lines.Text() + "\n")
+		if strings.HasPrefix(lines.Text(), "One trip to the sitesize") {
+			break // the sites section has begun: interrupt it
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	exited := make(chan error, 1)
+	go func() {
+		for lines.Scan() {
+			stdout.WriteString(lines.Text() + "\n")
+		}
+		exited <- cmd.Wait()
+	}()
+	select {
+	case err := <-exited:
+		if e2e.ExitCode(err) != 130 || stderr.String() != "talk: interrupted\n" {
+			t.Errorf("after SIGINT: %v, stderr %q; want exit 130, saying interrupted", err, stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("the talk still runs after SIGINT")
+	}
+	for _, never := range []string{"FAILED", "canceled", "interrupt", "Async:", "Every check passed"} {
+		if strings.Contains(stdout.String(), never) {
+			t.Errorf("after SIGINT the talk printed %q:\n%s", never, stdout.String())
+		}
 	}
 }
 
@@ -247,7 +310,7 @@ func TestTLSAndToken(t *testing.T) {
 		}
 	}
 	code, stdout, _ := runTalk(t, "--addr="+p.Addr, "--tls-ca="+certs.CA, "--section=async")
-	if code != 1 || !strings.Contains(stdout, "FAILED: async: ") || !strings.Contains(stdout, "Unauthenticated") {
+	if code != 3 || !strings.Contains(stdout, "FAILED: async: ") || !strings.Contains(stdout, "Unauthenticated") {
 		t.Fatalf("without the token: exit %d\n%s", code, stdout)
 	}
 }
