@@ -33,9 +33,10 @@ func main() { cli.Main(run) }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := cli.New("caser", stdout, stderr)
-	cmd.About = `A caser session: each line of standard input is sent to the server ("title" and
-"upper" switch the mode, "quit" ends the session) and every message of the server is
-printed as it comes, announcements included. At the end of its input it says quit.`
+	cmd.About = `A caser session: each line of standard input is sent to the server ("title"
+and "upper" switch the mode, "quit" ends the session) and every message of the
+server is printed as it comes, announcements included. At the end of its input it
+says quit.`
 	cmd.Groups = []cli.Group{{Title: "Flags"}, cli.DialGroup("Connection", "")}
 	cmd.Exits = cli.ClientExits("the input could not be read, or the session ended without a goodbye")
 	var server dial.Config

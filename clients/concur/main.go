@@ -96,9 +96,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // about is concur's own help: what it is, and its commands.
 func about() string {
 	var b strings.Builder
-	b.WriteString(`A command line for the concur services, in the spirit of redis-cli: plain text for a
-person, --json for a script. The flags below go before or after the command; each
-command has its own too (concur COMMAND --help).
+	b.WriteString(`A command line for the concur services, in the spirit of redis-cli: plain text
+for a person, --json for a script. The flags below go before or after the command;
+each command has its own too (concur COMMAND --help).
 
 Commands:
 `)

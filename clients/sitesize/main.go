@@ -48,10 +48,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var o options
 	cmd := cli.New("sitesize", stdout, stderr)
 	cmd.Args = "[URL...]"
-	cmd.About = `Measures web pages through a concur sitesize server, sending the whole batch in one
-call. URLs come from the arguments, from -f FILE, or from standard input when neither
-is given. Each result prints as it arrives: url size status time, then the error if
-the fetch failed; a summary follows on standard error.`
+	cmd.About = `Measures web pages through a concur sitesize server, sending the whole batch in
+one call. URLs come from the arguments, from -f FILE, or from standard input when
+neither is given. Each result prints as it arrives: url size status time, then the
+error if the fetch failed; a summary follows on standard error.`
 	cmd.Groups = []cli.Group{{Title: "Flags"}, cli.DialGroup("Connection", "")}
 	cmd.Exits = cli.ClientExits("a URL could not be measured")
 	fs := cmd.Flags

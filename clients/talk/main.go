@@ -224,9 +224,10 @@ func (t *talk) connect(conns map[string]dial.Config, chosen []string) (close fun
 // command defines the talk's command line.
 func command(stdout, stderr io.Writer) (*cli.Command, *options) {
 	cmd := cli.New("talk", stdout, stderr)
-	cmd.About = `Replays the talk "Thinking about Concurrency" against concur and checks each section.
-With no address it starts an embedded stack. With --addr, every service is reached
-there; --SERVICE-addr, with its own TLS and token flags, reaches one service elsewhere.`
+	cmd.About = `Replays the talk "Thinking about Concurrency" against concur and checks each
+section. With no address it starts an embedded stack. With --addr, every service is
+reached there; --SERVICE-addr, with its own TLS and token flags, reaches one service
+elsewhere.`
 	cmd.Groups = []cli.Group{{Title: "Flags"}, cli.DialGroup("Connection to every service", "")}
 	for _, svc := range stack.Names {
 		cmd.Groups = append(cmd.Groups, cli.DialGroup("Connection to the "+svc, svc+"-"))

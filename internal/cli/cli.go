@@ -40,7 +40,8 @@ type Command struct {
 	// one), "LINE..." (one or more), "[URL...]" (any). Parse counts the arguments against
 	// it; empty means none.
 	Args string
-	// About says what the command does, in lines of at most 80 columns.
+	// About says what the command does, in paragraphs separated by blank lines, which
+	// --help wraps; a paragraph with indented lines (a table) is left as it is.
 	About string
 	// Groups sorts the flags in --help; see Group.
 	Groups []Group
@@ -148,15 +149,15 @@ func (c *Command) parseArgs(args []string) error {
 	case errors.Is(err, flag.ErrHelp): // -h
 		return errHelp
 	case bad.err != nil:
-		return Usage("invalid value %q for flag --%s: %s", bad.value, bad.flag.Name, reason(bad.flag, bad.err))
+		return Usage("invalid value %q for flag %s: %s", bad.value, dashed(bad.flag.Name), reason(bad.flag, bad.err))
 	}
 	msg := err.Error()
 	for prefix, say := range map[string]string{
-		"flag provided but not defined: -": "unknown flag --%s",
-		"flag needs an argument: -":        "flag --%s needs a value",
+		"flag provided but not defined: -": "unknown flag %s",
+		"flag needs an argument: -":        "flag %s needs a value",
 	} {
 		if name, ok := strings.CutPrefix(msg, prefix); ok {
-			msg = fmt.Sprintf(say, name)
+			msg = fmt.Sprintf(say, dashed(name))
 		}
 	}
 	return Usage("%s", msg)
@@ -225,6 +226,15 @@ func reason(f *flag.Flag, err error) string {
 	return err.Error()
 }
 
+// dashed is a flag as --help writes it: -f for a letter, --name for a name. The flag package
+// takes either with one dash or two.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
 // EnvName is the environment variable for a flag: CONCUR_ and the flag's name in upper case
 // with dashes as underscores (--metrics-listen is CONCUR_METRICS_LISTEN).
 func EnvName(flagName string) string {
@@ -243,7 +253,7 @@ func (c *Command) parseEnv() error {
 			return
 		}
 		if e := c.Flags.Set(f.Name, v); e != nil {
-			err = Usage("invalid value %q for %s (--%s): %s", v, EnvName(f.Name), f.Name, reason(f, e))
+			err = Usage("invalid value %q for %s (%s): %s", v, EnvName(f.Name), dashed(f.Name), reason(f, e))
 		}
 	})
 	return err

@@ -62,7 +62,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--limit=-1"}, `invalid value "-1" for flag --limit: want a whole number, 0 or more`},
 		{[]string{"--json=maybe"}, `invalid value "maybe" for flag --json: want true or false`},
 		{[]string{"--no-such-flag"}, "unknown flag --no-such-flag"},
-		{[]string{"-x"}, "unknown flag --x"},
+		{[]string{"-x"}, "unknown flag -x"},
+		{[]string{"--x=1"}, "unknown flag -x"},
 		{[]string{"--addr"}, "flag --addr needs a value"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--json", "extra", "--workers=2"}, `unexpected argument "extra"`},
@@ -159,6 +160,17 @@ func TestHelpAndVersion(t *testing.T) {
 	e := newExample("")
 	if code := e.run("--version"); code != ExitOK || !strings.HasPrefix(e.stdout.String(), "github.com/concur-dev/concur ") {
 		t.Errorf("--version: exit %d, stdout %q", code, e.stdout)
+	}
+}
+
+// --help wraps the paragraphs of About to 80 columns, but not a table.
+func TestAboutWraps(t *testing.T) {
+	e := newExample("")
+	e.cmd.About = strings.Repeat("word ", 30) + "\n\nCommands:\n  a     does a\n  bb    does bb"
+	e.cmd.Usage(e.stdout)
+	want := "Usage: demo [flags]\n\n" + strings.Repeat("word ", 15) + "word\n" + strings.Repeat("word ", 13) + "word\n\nCommands:\n  a     does a\n  bb    does bb\n\n"
+	if got := e.stdout.String(); !strings.HasPrefix(got, want) {
+		t.Errorf("usage:\n%s\nwant it to start with:\n%s", got, want)
 	}
 }
 

@@ -28,8 +28,15 @@ func (c *Command) Usage(w io.Writer) {
 		synopsis += " " + c.Args
 	}
 	fmt.Fprintf(w, "%s\n", synopsis)
-	if c.About != "" {
-		fmt.Fprintf(w, "\n%s\n", strings.TrimRight(c.About, "\n"))
+	for para := range strings.SplitSeq(strings.TrimSpace(c.About), "\n\n") {
+		if para == "" {
+			continue
+		}
+		if strings.HasPrefix(para, " ") || strings.Contains(para, "\n ") {
+			fmt.Fprintf(w, "\n%s\n", para) // indented: a table, laid out by hand
+		} else {
+			fmt.Fprintf(w, "\n%s", wrap(para, ""))
+		}
 	}
 	groups := c.Groups
 	if len(groups) == 0 {
@@ -60,7 +67,7 @@ func (c *Command) Usage(w io.Writer) {
 	if c.parent != nil {
 		fmt.Fprintf(w, "\nThe flags of '%s --help' work here too.\n", c.parent.Name)
 	} else if first != nil {
-		fmt.Fprintf(w, "\nEnvironment:\n%s", wrap(fmt.Sprintf("Every flag but --help and --version can be set by an environment variable, CONCUR_ and the flag's name in upper case with dashes as underscores (--%s is %s); a flag on the command line wins.", first.Name, EnvName(first.Name)), "  "))
+		fmt.Fprintf(w, "\nEnvironment:\n%s", wrap(fmt.Sprintf("Every flag but --help and --version can be set by an environment variable, CONCUR_ and the flag's name in upper case with dashes as underscores (%s is %s); a flag on the command line wins.", dashed(first.Name), EnvName(first.Name)), "  "))
 	}
 	if len(c.Exits) > 0 {
 		fmt.Fprintf(w, "\nExit status:\n")
@@ -89,7 +96,7 @@ func groupOf(groups []Group, name string) int {
 // printFlag writes a flag as the flag package does, with two dashes and its usage wrapped.
 func printFlag(w io.Writer, f *flag.Flag) {
 	name, usage := flag.UnquoteUsage(f)
-	line := "  --" + f.Name
+	line := "  " + dashed(f.Name)
 	if name != "" {
 		line += " " + name
 	}
