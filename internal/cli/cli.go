@@ -327,20 +327,19 @@ func CallFailed(format string, args ...any) error {
 //   - an error with a gRPC status: 3 (a server that did not answer is said in a sentence);
 //   - any other error: 1.
 func (c *Command) Exit(ctx context.Context, err error) int {
-	if err == nil {
-		return ExitOK
-	}
-	if intr, ok := errors.AsType[*Interrupted](context.Cause(ctx)); ok {
-		fmt.Fprintf(c.stderr, "%s: interrupted\n", c.Name)
-		return intr.Code()
-	}
+	intr, interrupted := errors.AsType[*Interrupted](context.Cause(ctx))
 	switch exit, _ := errors.AsType[*exitError](err); {
+	case err == nil:
+		return ExitOK
 	case err == errHelp:
 		c.Usage(c.stdout)
 		return ExitOK
 	case err == errVersion:
 		fmt.Fprintln(c.stdout, Version())
 		return ExitOK
+	case interrupted: // whatever failed, failed because of it
+		fmt.Fprintf(c.stderr, "%s: interrupted\n", c.Name)
+		return intr.Code()
 	case exit != nil:
 		if exit.msg != "" {
 			fmt.Fprintf(c.stderr, "%s: %s\n", c.Name, err)

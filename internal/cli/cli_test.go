@@ -229,6 +229,14 @@ Exit status:
 	if got := e.stdout.String(); got != want {
 		t.Errorf("usage:\n%s\nwant:\n%s", got, want)
 	}
+
+	// Groups that all have prefixes get a last one for the flags they leave.
+	e = newExample("")
+	e.cmd.Groups = []Group{{Title: "Logs", Prefixes: []string{"log-"}}}
+	e.cmd.Usage(e.stdout)
+	if got := e.stdout.String(); !strings.Contains(got, "\nLogs:\n  --log-level level\n") || !strings.Contains(got, "\nFlags:\n  --addr address\n") {
+		t.Errorf("usage:\n%s", got)
+	}
 }
 
 // A subcommand takes its parent's flags anywhere on its command line, sharing their values;

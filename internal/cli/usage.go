@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -39,19 +40,18 @@ func (c *Command) Usage(w io.Writer) {
 		}
 	}
 	groups := c.Groups
-	if len(groups) == 0 {
-		groups = []Group{{Title: "Flags"}}
+	if !slices.ContainsFunc(groups, func(g Group) bool { return len(g.Prefixes) == 0 }) {
+		groups = append(slices.Clip(groups), Group{Title: "Flags"}) // so that every flag has one
 	}
 	listed := make([][]*flag.Flag, len(groups))
-	var first *flag.Flag
+	var first *flag.Flag // for the environment's example
 	c.Flags.VisitAll(func(f *flag.Flag) {
 		if c.parent != nil && c.parent.Flags.Lookup(f.Name) != nil && f.Name != "help" {
 			return // the parent's flag: its help lists it
 		}
-		if i := groupOf(groups, f.Name); i >= 0 {
-			listed[i] = append(listed[i], f)
-		}
-		if first == nil && f.Name != "help" {
+		i := groupOf(groups, f.Name)
+		listed[i] = append(listed[i], f)
+		if first == nil && f.Name != "help" && f.Name != "version" {
 			first = f
 		}
 	})
@@ -77,13 +77,11 @@ func (c *Command) Usage(w io.Writer) {
 	}
 }
 
-// groupOf is the index of name's group, or -1 when there is no group for it.
+// groupOf is the index of name's group: the one with its longest prefix, else the first
+// without prefixes.
 func groupOf(groups []Group, name string) int {
-	best, longest := -1, -1
+	best, longest := slices.IndexFunc(groups, func(g Group) bool { return len(g.Prefixes) == 0 }), 0
 	for i, g := range groups {
-		if len(g.Prefixes) == 0 && longest < 0 {
-			best = i
-		}
 		for _, p := range g.Prefixes {
 			if strings.HasPrefix(name, p) && len(p) > longest {
 				best, longest = i, len(p)
