@@ -54,7 +54,7 @@ type session struct {
 	json bool
 }
 
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	root := cli.New("concur", stdout, stderr)
 	root.Args, root.FlagsFirst = "COMMAND [ARGS...]", true
 	root.About = about()
