@@ -338,7 +338,7 @@ func (c *Command) Exit(ctx context.Context, err error) int {
 		fmt.Fprintln(c.stdout, Version())
 		return ExitOK
 	case interrupted: // whatever failed, failed because of it
-		fmt.Fprintf(c.stderr, "%s: interrupted\n", c.Name)
+		fmt.Fprintf(c.stderr, "%s: %s\n", c.Name, intr)
 		return intr.Code()
 	case exit != nil:
 		if exit.msg != "" {

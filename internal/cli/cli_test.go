@@ -286,7 +286,7 @@ func TestExit(t *testing.T) {
 		{"ok", context.Background(), nil, 0, ""},
 		{"interrupted, but done", interrupted, nil, 0, ""},
 		{"interrupted", interrupted, status.Error(codes.Canceled, "context canceled"), 130, "demo: interrupted\n"},
-		{"terminated", terminated, errors.New("whatever"), 143, "demo: interrupted\n"},
+		{"terminated", terminated, errors.New("whatever"), 143, "demo: terminated\n"},
 		{"usage", context.Background(), Usage("no %s", "URLs"), 2, "demo: no URLs\nrun 'demo --help' for usage\n"},
 		{"usage with context", context.Background(), fmt.Errorf("the caser: %w", Usage("bad token file")), 2, "demo: the caser: bad token file\nrun 'demo --help' for usage\n"},
 		{"failed, said", context.Background(), Failed(""), 1, ""},

@@ -11,7 +11,13 @@ import (
 // Interrupted is the cause of a context that a signal ended.
 type Interrupted struct{ Signal os.Signal }
 
-func (e *Interrupted) Error() string { return "interrupted by " + e.Signal.String() }
+// Error is "interrupted" for SIGINT (Ctrl-C), else the signal's name ("terminated").
+func (e *Interrupted) Error() string {
+	if e.Signal == os.Interrupt {
+		return "interrupted"
+	}
+	return e.Signal.String()
+}
 
 // Code is the exit code a shell reports for the signal: 128 plus its number.
 func (e *Interrupted) Code() int {
