@@ -7,25 +7,21 @@
 //
 // It exits 0 once the server has said goodbye (after quit, when the session was idle too
 // long, or when the server shuts down); at the end of its input it says quit itself. It
-// exits 1 when the session fails (the server's status is printed), 2 on a usage error.
+// exits 1 when its input cannot be read or the session ends without a goodbye, 2 on a usage
+// error, 3 when the call fails (the server's status is printed), 130 when interrupted.
 package main
 
 import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
-
-	"google.golang.org/grpc/status"
 
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
 	"github.com/concur-dev/concur/clients/caser/render"
+	"github.com/concur-dev/concur/internal/cli"
 	"github.com/concur-dev/concur/internal/dial"
 )
 
@@ -33,47 +29,40 @@ import (
 // the server's own limit (--caser-max-line-bytes) is usually lower, and it says so.
 const maxLine = 4 << 20
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
+func main() { cli.Main(run) }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("caser", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	cmd := cli.New("caser", stdout, stderr)
+	cmd.About = `A caser session: each line of standard input is sent to the server ("title"
+and "upper" switch the mode, "quit" ends the session) and every message of the
+server is printed as it comes, announcements included. At the end of its input it
+says quit.`
+	cmd.Groups = []cli.Group{{Title: "Flags"}, cli.DialGroup("Connection", "")}
+	cmd.Exits = cli.ClientExits("the input could not be read, or the session ended without a goodbye")
 	var server dial.Config
-	server.RegisterFlags(fs, "", "caser server", "127.0.0.1:50051")
-	ascii := fs.Bool("ascii", false, "quote cased lines with Python's ascii(), as the talk's b'%a' does, escaping every non-ASCII character (default: repr(), which prints them)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: caser [flags] < lines\n\nA caser session: each line read is sent to the server (\"title\" and \"upper\" switch the\nmode, \"quit\" ends the session) and every message of the server is printed as it comes.\n\nFlags:\n")
-		fs.PrintDefaults()
+	server.RegisterFlags(cmd.Flags, "", "caser server", "127.0.0.1:50051")
+	ascii := cmd.Flags.Bool("ascii", false, "quote cased lines with Python's ascii(), as the talk's b'%a' does, escaping every non-ASCII character (default: repr(), which prints them)")
+	if err := cmd.Parse(args); err != nil {
+		return cmd.Exit(ctx, err)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "caser: unexpected argument %q; the lines come from standard input\n", fs.Arg(0))
-		return 2
-	}
-	conn, err := server.Dial()
+	return cmd.Exit(ctx, runSession(ctx, server, stdin, stdout, *ascii))
+}
+
+// runSession runs one session, from the lines of in, until the server's goodbye.
+func runSession(ctx context.Context, server dial.Config, in io.Reader, out io.Writer, ascii bool) error {
+	conn, err := cli.Dial(server)
 	if err != nil {
-		fmt.Fprintln(stderr, "caser:", err)
-		return 1
+		return err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stream, err := caserv1.NewCaserServiceClient(conn).Session(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "caser: %s: %s\n", status.Code(err), status.Convert(err).Message())
-		return 1
+		return err
 	}
-	go send(stream, stdin, cancel)
-	return receive(ctx, stream, stdout, stderr, *ascii)
+	go send(stream, in, cancel)
+	return receive(ctx, stream, out, ascii)
 }
 
 // send sends each line of in, without its line ending, and quit at the end of in. It stops
@@ -98,25 +87,22 @@ func send(stream caserv1.CaserService_SessionClient, in io.Reader, cancel contex
 	}
 }
 
-// receive prints the session's messages until it ends, and returns the exit status.
-func receive(ctx context.Context, stream caserv1.CaserService_SessionClient, stdout, stderr io.Writer, ascii bool) int {
+// receive prints the session's messages until it ends.
+func receive(ctx context.Context, stream caserv1.CaserService_SessionClient, out io.Writer, ascii bool) error {
 	saidGoodbye := false
 	for {
 		resp, err := stream.Recv()
 		switch {
 		case errors.Is(err, io.EOF) && saidGoodbye:
-			return 0
+			return nil
 		case errors.Is(err, io.EOF):
-			fmt.Fprintln(stderr, "caser: the server ended the session without a goodbye")
-			return 1
+			return cli.Failed("the server ended the session without a goodbye")
 		case ctx.Err() != nil:
-			fmt.Fprintln(stderr, "caser:", context.Cause(ctx))
-			return 1
+			return context.Cause(ctx) // the input failed, or an interrupt
 		case err != nil:
-			fmt.Fprintf(stderr, "caser: %s: %s\n", status.Code(err), status.Convert(err).Message())
-			return 1
+			return err
 		}
-		fmt.Fprintln(stdout, render.Reply(resp, ascii))
+		fmt.Fprintln(out, render.Reply(resp, ascii))
 		saidGoodbye = saidGoodbye || resp.GetGoodbye() != nil
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -52,8 +53,12 @@ func TestTalkSessionPiped(t *testing.T) {
 		t.Fatalf("the talk's session printed:\n%s\nwant:\n%s", stdout, talk)
 	}
 	stdout, stderr, err := e2e.RunErr(t, "hello\n", bin, "--addr", "127.0.0.1:1")
-	if e2e.ExitCode(err) != 1 || !strings.Contains(stderr, "caser: Unavailable: ") {
-		t.Fatalf("with no server: %v, stdout %q, stderr %q; want exit 1 saying Unavailable", err, stdout, stderr)
+	if want := "caser: no concur service answered at 127.0.0.1:1: is concurd running? (connection refused)\n"; e2e.ExitCode(err) != 3 || stderr != want {
+		t.Fatalf("with no server: %v, stdout %q, stderr %q; want exit 3 saying %q", err, stdout, stderr, want)
+	}
+	t.Setenv("CONCUR_ADDR", p.Addr)
+	if stdout, _ := e2e.Run(t, "hello\ntitle\nhello world\nquit\n", bin); stdout != talk {
+		t.Fatalf("with CONCUR_ADDR, the talk's session printed:\n%s", stdout)
 	}
 }
 
@@ -91,17 +96,72 @@ func TestASCIIFlag(t *testing.T) {
 func TestFailures(t *testing.T) {
 	p := concurd(t, "--caser-max-line-bytes=8")
 	code, stdout, stderr := session(t, "hello\n123456789\nnever sent\n", "--addr", p.Addr)
-	if code != 1 || stdout != "<welcome: starting in upper case mode>\nUpper-cased: 'HELLO'\n" ||
+	if code != 3 || stdout != "<welcome: starting in upper case mode>\nUpper-cased: 'HELLO'\n" ||
 		stderr != "caser: InvalidArgument: invalid request: line: is 9 bytes long; at most 8 bytes are allowed (--caser-max-line-bytes)\n" {
 		t.Errorf("a line over the limit: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
-	for _, args := range [][]string{{"extra"}, {"--no-such-flag"}} {
-		if code, _, stderr := session(t, "", args...); code != 2 || stderr == "" {
-			t.Errorf("caser %v: exit %d, stderr %q; want a usage error", args, code, stderr)
+}
+
+// Usage errors are one line and exit 2; --help goes to standard output.
+func TestUsage(t *testing.T) {
+	bin := e2e.Build(t, "./clients/caser")
+	for _, tt := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--no-such-flag"}, "unknown flag --no-such-flag"},
+		{[]string{"--ascii=sometimes"}, `invalid value "sometimes" for flag --ascii: want true or false`},
+	} {
+		stdout, stderr, err := e2e.RunErr(t, "", bin, tt.args...)
+		if want := "caser: " + tt.says + "\nrun 'caser --help' for usage\n"; e2e.ExitCode(err) != 2 || stderr != want || stdout != "" {
+			t.Errorf("caser %q: %v, stderr %q; want exit 2, saying %q", tt.args, err, stderr, want)
 		}
 	}
-	if code, _, stderr := session(t, "", "--help"); code != 0 || !strings.Contains(stderr, "Usage: caser") {
-		t.Errorf("--help: exit %d, stderr %q", code, stderr)
+	stdout, stderr, err := e2e.RunErr(t, "", bin, "--help")
+	if err != nil || stderr != "" || !strings.HasPrefix(stdout, "Usage: caser [flags]\n") || !strings.Contains(stdout, "\n  --ascii\n") {
+		t.Errorf("--help: %v, stderr %q, stdout:\n%s", err, stderr, stdout)
+	}
+}
+
+// Ctrl-C ends a session at once, with exit 130.
+func TestInterrupt(t *testing.T) {
+	p := concurd(t)
+	cmd := exec.Command(e2e.Build(t, "./clients/caser"), "--addr", p.Addr)
+	stdin, err := cmd.StdinPipe() // left open: the session waits for lines
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "<welcome: starting in upper case mode>" {
+		cmd.Process.Kill()
+		t.Fatalf("first line %q, want the welcome", lines.Text())
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	exited := make(chan error, 1)
+	go func() {
+		for lines.Scan() {
+		}
+		exited <- cmd.Wait()
+	}()
+	select {
+	case err := <-exited:
+		if e2e.ExitCode(err) != 130 || stderr.String() != "caser: interrupted\n" {
+			t.Fatalf("after SIGINT: %v, stderr %q; want exit 130, saying interrupted", err, stderr.String())
+		}
+	case <-time.After(testTimeout):
+		cmd.Process.Kill()
+		t.Fatal("the client still runs after SIGINT")
 	}
 }
 
@@ -113,7 +173,7 @@ func TestTLSAndToken(t *testing.T) {
 	if code, stdout, stderr := session(t, "hello\ntitle\nhello world\nquit\n", "--addr", p.Addr, "--tls-ca", certs.CA, "--token-file", token); code != 0 || stdout != talk {
 		t.Fatalf("with TLS and the token: exit %d, stdout:\n%s\nstderr: %s", code, stdout, stderr)
 	}
-	if code, _, stderr := session(t, "hello\n", "--addr", p.Addr, "--tls-ca", certs.CA); code != 1 || !strings.Contains(stderr, "caser: Unauthenticated: ") {
+	if code, _, stderr := session(t, "hello\n", "--addr", p.Addr, "--tls-ca", certs.CA); code != 3 || !strings.Contains(stderr, "caser: Unauthenticated: ") {
 		t.Fatalf("without the token: exit %d, stderr %q; want Unauthenticated", code, stderr)
 	}
 }

@@ -8,8 +8,8 @@
 //
 // Each result prints as it arrives: the URL, its size in bytes, the HTTP status and the time
 // the fetch took, then the error when it failed. A progress bar is drawn on standard error
-// when that is a terminal. The exit status is 1 when any URL failed or the call did, 2 for a
-// usage error.
+// when that is a terminal. The exit status is 1 when a URL could not be measured, 2 for a
+// usage error, 3 when the call failed, 130 when interrupted.
 package main
 
 import (
@@ -17,27 +17,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/term"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/clients/sitesize/report"
+	"github.com/concur-dev/concur/internal/cli"
 	"github.com/concur-dev/concur/internal/dial"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
+func main() { cli.Main(run) }
 
 type options struct {
 	dial        dial.Config
@@ -51,8 +46,15 @@ type options struct {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var o options
-	fs := flag.NewFlagSet("sitesize", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	cmd := cli.New("sitesize", stdout, stderr)
+	cmd.Args = "[URL...]"
+	cmd.About = `Measures web pages through a concur sitesize server, sending the whole batch in
+one call. URLs come from the arguments, from -f FILE, or from standard input when
+neither is given. Each result prints as it arrives: url size status time, then the
+error if the fetch failed; a summary follows on standard error.`
+	cmd.Groups = []cli.Group{{Title: "Flags"}, cli.DialGroup("Connection", "")}
+	cmd.Exits = cli.ClientExits("a URL could not be measured")
+	fs := cmd.Flags
 	o.dial.RegisterFlags(fs, "", "sitesize server", "127.0.0.1:50051")
 	fs.StringVar(&o.file, "f", "", "read URLs from this `file`, one a line (- for standard input); blank lines and # comments are skipped")
 	fs.BoolVar(&o.json, "json", false, "print each result as a line of JSON")
@@ -60,42 +62,31 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.UintVar(&o.concurrency, "concurrency", 0, "fetches to run at once; 0 takes the server's default (the server caps it)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "time allowed for each URL; 0 takes the server's default (the server caps it)")
 	fs.Int64Var(&o.maxBytes, "max-bytes", 0, "stop counting a page after this many `bytes` and mark it truncated; 0 takes the server's cap")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: sitesize [flags] [URL...]
+	if err := cmd.Parse(args); err != nil {
+		return cmd.Exit(ctx, err)
+	}
+	return cmd.Exit(ctx, o.measureAll(ctx, fs.Args(), stdin, stdout, stderr))
+}
 
-Measures web pages through a concur sitesize server, sending the whole batch in one call.
-URLs come from the arguments, from -f FILE, or from standard input when neither is given.
-Each result prints as it arrives: url size status time, then the error if the fetch failed.
-The exit status is 1 when any URL or the call failed, 2 for a usage error.
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	urls, err := readURLs(fs.Args(), o.file, stdin)
-	if err == nil && len(urls) == 0 {
-		err = errors.New("no URLs given: pass them as arguments, with -f FILE or on standard input")
-	}
-	if err == nil && o.concurrency > 1<<32-1 {
-		err = fmt.Errorf("--concurrency %d is too large", o.concurrency)
-	}
+// measureAll measures the URLs of the arguments, the file or standard input, and prints the
+// results and a summary.
+func (o options) measureAll(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	urls, err := readURLs(args, o.file, stdin)
 	if err != nil {
-		fmt.Fprintln(stderr, "sitesize:", err)
-		return 2
+		return cli.Usage("%v", err)
+	}
+	if len(urls) == 0 {
+		return cli.Usage("no URLs given: pass them as arguments, with -f FILE or on standard input")
+	}
+	if o.concurrency > 1<<32-1 {
+		return cli.Usage("--concurrency %d is too large", o.concurrency)
 	}
 	req := &sitesizev1.MeasureRequest{Urls: urls, Concurrency: uint32(o.concurrency), Ordered: o.ordered, MaxBytes: o.maxBytes}
 	if o.timeout != 0 {
 		req.Timeout = durationpb.New(o.timeout)
 	}
-	if err := req.Validate(); err != nil {
-		fmt.Fprintln(stderr, "sitesize:", err)
-		return 2
+	if err := cli.Validate(req); err != nil {
+		return err
 	}
 	var bar *progress
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -105,11 +96,16 @@ Flags:
 	start := time.Now()
 	s, err := measure(ctx, o, req, &printer{w: stdout, json: o.json, bar: bar})
 	s.elapsed = time.Since(start)
-	fmt.Fprintln(stderr, s.line(len(urls), err))
-	if err != nil || s.failed > 0 {
-		return 1
+	if err == nil || s.results > 0 {
+		fmt.Fprintln(stderr, "sitesize:", s.line(len(urls)))
 	}
-	return 0
+	switch {
+	case err != nil:
+		return err
+	case s.failed > 0:
+		return cli.Failed("") // the summary says how many
+	}
+	return nil
 }
 
 // readURLs gathers the batch: the arguments, else the file, else standard input.
@@ -150,18 +146,14 @@ type summary struct {
 	elapsed         time.Duration
 }
 
-func (s summary) line(total int, err error) string {
-	measured := fmt.Sprintf("%d of %d URLs measured, %d bytes in all, %d failed, in %v", s.results-s.failed, total, s.bytes, s.failed, s.elapsed.Round(time.Millisecond))
-	if err != nil {
-		return fmt.Sprintf("sitesize: the call failed after %d of %d results: %v\nsitesize: %s", s.results, total, err, measured)
-	}
-	return "sitesize: " + measured
+func (s summary) line(total int) string {
+	return fmt.Sprintf("%d of %d URLs measured, %d bytes in all, %d failed, in %v", s.results-s.failed, total, s.bytes, s.failed, s.elapsed.Round(time.Millisecond))
 }
 
 // measure sends the batch in one call and prints each result as it arrives.
 func measure(ctx context.Context, o options, req *sitesizev1.MeasureRequest, p *printer) (summary, error) {
 	var s summary
-	conn, err := o.dial.Dial()
+	conn, err := cli.Dial(o.dial)
 	if err != nil {
 		return s, err
 	}
@@ -232,18 +224,7 @@ func (p *printer) print(r *sitesizev1.MeasureResponse) error {
 		}
 		line = string(b)
 	} else {
-		size := fmt.Sprint(r.GetSize())
-		if r.GetTruncated() {
-			size += "+"
-		}
-		status := "-"
-		if r.Status != nil {
-			status = fmt.Sprint(r.GetStatus())
-		}
-		line = fmt.Sprintf("%s %s %s %v", r.GetUrl(), size, status, roundDuration(r.GetElapsed().AsDuration()))
-		if e := r.GetError(); e != nil {
-			line += fmt.Sprintf(" %s: %s", strings.TrimPrefix(e.GetCode().String(), "FETCH_ERROR_CODE_"), e.GetMessage())
-		}
+		line = report.Line(r)
 	}
 	p.bar.clear()
 	_, err := fmt.Fprintln(p.w, line)
@@ -252,17 +233,6 @@ func (p *printer) print(r *sitesizev1.MeasureResponse) error {
 }
 
 func (p *printer) done() { p.bar.clear() }
-
-// roundDuration keeps three significant digits or so: 1.23s, 45ms, 312µs.
-func roundDuration(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(time.Millisecond)
-	}
-	return d.Round(time.Microsecond)
-}
 
 // progress is a one-line bar on a terminal: [#####.....] 42/100. A nil progress draws
 // nothing.

@@ -111,28 +111,41 @@ func TestClient(t *testing.T) {
 		}
 	})
 
+	t.Run("the address from the environment", func(t *testing.T) {
+		t.Setenv("CONCUR_ADDR", concurd.Addr)
+		stdout, stderr, code := runClient(t, bin, "", web.URL+"/size/3")
+		if code != 0 || !strings.HasPrefix(stdout, web.URL+"/size/3 3 200 ") {
+			t.Fatalf("exit status %d\n%s\n%s", code, stdout, stderr)
+		}
+	})
+
 	t.Run("usage errors", func(t *testing.T) {
 		for _, tt := range []struct {
-			stdin string
-			args  []string
-			says  string
+			args []string
+			says string
 		}{
-			{"", nil, "no URLs given"},
-			{"", []string{"ftp://example.com/"}, "only http and https"},
-			{"", []string{"-f", "x", "http://a/"}, "not both"},
-			{"", []string{"--no-such-flag"}, "flag provided but not defined"},
+			{nil, "no URLs given: pass them as arguments, with -f FILE or on standard input"},
+			{[]string{"ftp://example.com/"}, `invalid request: urls[0]: has scheme "ftp"; only http and https URLs can be measured`},
+			{[]string{"-f", "x", "http://a/"}, "give URLs as arguments or with -f, not both"},
+			{[]string{"--no-such-flag"}, "unknown flag --no-such-flag"},
+			{[]string{"--timeout=soon", "http://a/"}, `invalid value "soon" for flag --timeout: want a duration such as 300ms, 10s or 1h30m`},
 		} {
-			_, stderr, code := runClient(t, bin, tt.stdin, append([]string{addr}, tt.args...)...)
-			if code != 2 || !strings.Contains(stderr, tt.says) {
-				t.Errorf("sitesize %v: exit status %d, stderr %q; want 2, saying %q", tt.args, code, stderr, tt.says)
+			stdout, stderr, code := runClient(t, bin, "", append([]string{addr}, tt.args...)...)
+			if want := "sitesize: " + tt.says + "\nrun 'sitesize --help' for usage\n"; code != 2 || stderr != want || stdout != "" {
+				t.Errorf("sitesize %v: exit status %d, stderr %q; want 2, saying %q", tt.args, code, stderr, want)
 			}
+		}
+		stdout, stderr, code := runClient(t, bin, "", "--help")
+		if code != 0 || stderr != "" || !strings.HasPrefix(stdout, "Usage: sitesize [flags] [URL...]\n") ||
+			!strings.Contains(stdout, "\nConnection:\n  --addr address\n") || !strings.Contains(stdout, "\n  1    a URL could not be measured\n") {
+			t.Errorf("--help: exit status %d, stderr %q, stdout:\n%s", code, stderr, stdout)
 		}
 	})
 
 	t.Run("no server", func(t *testing.T) {
-		_, stderr, code := runClient(t, bin, "", "--addr=127.0.0.1:1", web.URL+"/size/1")
-		if code != 1 || !strings.Contains(stderr, "the call failed after 0 of 1 results") || !strings.Contains(stderr, "Unavailable") {
-			t.Errorf("exit status %d, stderr %q", code, stderr)
+		stdout, stderr, code := runClient(t, bin, "", "--addr=127.0.0.1:1", web.URL+"/size/1")
+		if want := "sitesize: no concur service answered at 127.0.0.1:1: is concurd running? (connection refused)\n"; code != 3 || stderr != want || stdout != "" {
+			t.Errorf("exit status %d, stderr %q; want 3, saying %q", code, stderr, want)
 		}
 	})
 }

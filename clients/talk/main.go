@@ -12,7 +12,7 @@
 // With no address it starts an embedded stack (all four services on a loopback port, the
 // counter in memory) and stops it at the end; with --addr, or an address per service, it runs
 // against deployed services. It exits 0 when every check passed, 1 when one failed, 2 on a
-// usage error.
+// usage error, 3 when a check failed because a call did, and 130 at once on Ctrl-C.
 package main
 
 import (
@@ -23,19 +23,19 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/internal/cli"
 	"github.com/concur-dev/concur/internal/demosites"
 	"github.com/concur-dev/concur/internal/dial"
 	"github.com/concur-dev/concur/internal/jitter"
@@ -61,9 +61,9 @@ const sectionTimeout = 2 * time.Minute
 const embeddedAnnounce = 500 * time.Millisecond
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	cli.Main(func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+		return run(ctx, args, stdout, stderr)
+	})
 }
 
 // options are the command's flags.
@@ -79,13 +79,18 @@ type options struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+	cmd, o := command(stdout, stderr)
+	if err := cmd.Parse(args); err != nil {
+		return cmd.Exit(ctx, err)
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "talk:", err)
-		return 2
+	return cmd.Exit(ctx, o.replay(ctx, stdout, stderr))
+}
+
+// replay runs the chosen sections, each to its end, but stops at once when ctx ends: after
+// Ctrl-C there is nothing left to check.
+func (o *options) replay(ctx context.Context, stdout, stderr io.Writer) (err error) {
+	if err := o.check(); err != nil {
+		return err
 	}
 	chosen := sections
 	if o.section != "" {
@@ -94,31 +99,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	t := &talk{out: stdout, jitter: jitter.New(o.jitter), jitterMax: o.jitter, workers: o.workers, announceWait: o.announceWait}
 	if o.sitesFile != "" {
 		if t.sites, err = readSites(o.sitesFile); err != nil {
-			fmt.Fprintln(stderr, "talk:", err)
-			return 2
+			return cli.Usage("%v", err)
 		}
 	}
 	conns, err := o.addresses(chosen)
 	if err != nil {
-		fmt.Fprintln(stderr, "talk:", err)
-		return 2
+		return cli.Usage("%v", err)
 	}
 	if slices.Contains(chosen, "sites") && t.sites == nil {
 		if t.demo, err = demosites.Start(o.demoListen); err != nil {
-			fmt.Fprintln(stderr, "talk:", err)
-			return 1
+			return err
 		}
 		defer t.demo.Close()
 	}
 	if conns == nil {
 		addr, stop, err := startStack(o.jitter, t.demo, stderr)
 		if err != nil {
-			fmt.Fprintln(stderr, "talk:", err)
-			return 1
+			return err
 		}
 		defer func() {
-			if err := stop(); err != nil {
-				fmt.Fprintln(stderr, "talk: stop the embedded stack:", err)
+			if e := stop(); e != nil && err == nil {
+				err = fmt.Errorf("stop the embedded stack: %w", e)
 			}
 		}()
 		conns = map[string]dial.Config{}
@@ -129,28 +130,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	closeConns, err := t.connect(conns, chosen)
 	if err != nil {
-		fmt.Fprintln(stderr, "talk:", err)
-		return 2
+		return err
 	}
 	defer closeConns()
 
 	run := map[string]func(context.Context) error{"threading": t.threading, "sites": t.sitesSection, "async": t.async}
 	var failed []string
+	callFailed := false
 	for _, s := range chosen {
 		sctx, cancel := context.WithTimeout(ctx, sectionTimeout+o.announceWait)
 		err := run[s](sctx)
 		cancel()
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		if err != nil {
 			fmt.Fprintf(stdout, "\nFAILED: %s: %v\n", s, err)
 			failed = append(failed, s)
+			_, isCall := status.FromError(err)
+			callFailed = callFailed || isCall
 		}
 	}
-	if len(failed) > 0 {
-		fmt.Fprintf(stderr, "talk: the check of %s failed\n", strings.Join(failed, ", "))
-		return 1
+	switch {
+	case callFailed:
+		return cli.CallFailed("the check of %s failed", strings.Join(failed, ", "))
+	case len(failed) > 0:
+		return cli.Failed("the check of %s failed", strings.Join(failed, ", "))
 	}
 	fmt.Fprintf(stdout, "\nEvery check passed: %s.\n", strings.Join(chosen, ", "))
-	return 0
+	return nil
 }
 
 // addresses says how to reach each service the chosen sections call: nil for an embedded
@@ -190,7 +198,7 @@ func (t *talk) connect(conns map[string]dial.Config, chosen []string) (close fun
 	}
 	for _, s := range chosen {
 		for _, svc := range needs[s] {
-			conn, err := conns[svc].Dial()
+			conn, err := cli.Dial(conns[svc])
 			if err != nil {
 				close()
 				return nil, fmt.Errorf("the %s: %w", svc, err)
@@ -213,9 +221,19 @@ func (t *talk) connect(conns map[string]dial.Config, chosen []string) (close fun
 	return close, nil
 }
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	fs := flag.NewFlagSet("talk", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// command defines the talk's command line.
+func command(stdout, stderr io.Writer) (*cli.Command, *options) {
+	cmd := cli.New("talk", stdout, stderr)
+	cmd.About = `Replays the talk "Thinking about Concurrency" against concur and checks each
+section. With no address it starts an embedded stack. With --addr, every service is
+reached there; --SERVICE-addr, with its own TLS and token flags, reaches one service
+elsewhere.`
+	cmd.Groups = []cli.Group{{Title: "Flags"}, cli.DialGroup("Connection to every service", "")}
+	for _, svc := range stack.Names {
+		cmd.Groups = append(cmd.Groups, cli.DialGroup("Connection to the "+svc, svc+"-"))
+	}
+	cmd.Exits = cli.ClientExits("a check failed")
+	fs := cmd.Flags
 	o := &options{per: map[string]*dial.Config{}}
 	o.all.RegisterFlags(fs, "", "server of every service", "")
 	for _, svc := range stack.Names {
@@ -228,24 +246,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.sitesFile, "sites", "", "measure the URLs in this `file` (one a line; blank lines and # comments skipped) instead of the demo sites")
 	fs.StringVar(&o.demoListen, "demo-sites-listen", "127.0.0.1:0", "`address` to serve the demo sites on; a deployed sitesize must be allowed to reach it (--sitesize-allow, --sitesize-allow-ports)")
 	fs.DurationVar(&o.announceWait, "announce-wait", 20*time.Second, "how long the async section waits for the caser's announcement before going on without one")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: talk [flags]\n\nReplays the talk \"Thinking about Concurrency\" against concur and checks each section.\nWith no address it starts an embedded stack. With --addr, every service is reached there;\n--SERVICE-addr, with its own TLS and token flags, reaches one service elsewhere.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
+	return cmd, o
+}
+
+// check refuses values the flags' types let through.
+func (o *options) check() error {
 	switch {
-	case fs.NArg() > 0:
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	case o.section != "" && !slices.Contains(sections, o.section):
-		return nil, fmt.Errorf("--section %q: choose one of %s", o.section, strings.Join(sections, ", "))
+		return cli.Usage("--section %q: choose one of %s", o.section, strings.Join(sections, ", "))
 	case o.workers < 1:
-		return nil, fmt.Errorf("--workers %d: must be at least 1", o.workers)
+		return cli.Usage("--workers %d: must be at least 1", o.workers)
 	case o.announceWait < 0:
-		return nil, fmt.Errorf("--announce-wait %v: must not be negative", o.announceWait)
+		return cli.Usage("--announce-wait %v: must not be negative", o.announceWait)
 	}
-	return o, nil
+	return nil
 }
 
 // startStack serves the four services on a free loopback port: the counter in memory, the

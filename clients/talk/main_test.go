@@ -3,16 +3,24 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/concur-dev/concur/internal/demosites"
 	"github.com/concur-dev/concur/internal/e2e"
+	"github.com/concur-dev/concur/internal/testkit"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }
@@ -209,25 +217,107 @@ func TestRemoteSites(t *testing.T) {
 	}
 }
 
-// Usage errors exit 2 and say what is wrong.
+// Usage errors exit 2 and say what is wrong, in one line.
 func TestUsage(t *testing.T) {
+	bin := e2e.Build(t, "./clients/talk")
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--section=locks"}, `--section "locks": choose one of threading, sites, async`},
 		{[]string{"--workers=0"}, "--workers 0: must be at least 1"},
-		{[]string{"--printer-addr=127.0.0.1:1"}, "the threading section needs the counter: give --addr or --counter-addr"},
-		{[]string{"--sites=/nonexistent/sites.txt"}, "--sites: open /nonexistent/sites.txt"},
+		{[]string{"--workers=ten"}, `invalid value "ten" for flag --workers: want a whole number`},
+		{[]string{"--printer-addr=127.0.0.1:1"}, "the threading section needs the counter: give --addr or --counter-addr (or no address at all, for an embedded stack)"},
+		{[]string{"--sites=/nonexistent/sites.txt"}, "--sites: open /nonexistent/sites.txt: no such file or directory"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {
-		code, stdout, stderr := runTalk(t, c.args...)
-		if code != 2 || !strings.Contains(stderr, c.want) {
-			t.Errorf("talk %v: exit %d, stderr %q, stdout %q; want exit 2 and %q", c.args, code, stderr, stdout, c.want)
+		stdout, stderr, err := e2e.RunErr(t, "", bin, c.args...)
+		if want := "talk: " + c.want + "\nrun 'talk --help' for usage\n"; e2e.ExitCode(err) != 2 || stderr != want || stdout != "" {
+			t.Errorf("talk %v: %v, stderr %q, stdout %q; want exit 2 and %q", c.args, err, stderr, stdout, want)
 		}
 	}
-	if code, _, stderr := runTalk(t, "--help"); code != 0 || !strings.Contains(stderr, "Usage: talk [flags]") {
-		t.Errorf("--help: exit %d, stderr %q", code, stderr)
+	stdout, stderr, err := e2e.RunErr(t, "", bin, "--help")
+	if err != nil || stderr != "" || !strings.HasPrefix(stdout, "Usage: talk [flags]\n") ||
+		!strings.Contains(stdout, "\nConnection to the caser:\n  --caser-addr address\n") || !strings.Contains(stdout, "\n  1    a check failed\n") {
+		t.Errorf("--help: %v, stderr %q, stdout:\n%s", err, stderr, stdout)
+	}
+}
+
+// A section that cannot reach its service fails, and the talk exits 3 (a call failed)
+// rather than 1 (a check found the talk's output wrong).
+func TestUnreachable(t *testing.T) {
+	code, stdout, stderr := runTalk(t, "--addr=127.0.0.1:1", "--section=async")
+	if code != 3 || !strings.Contains(stdout, "FAILED: async: caser Session: no concur service answered at 127.0.0.1:1: is concurd running? (connection refused)\n") ||
+		stderr != "talk: the check of async failed\n" {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// Ctrl-C stops the talk at once, exit 130, with nothing more printed on its account: here
+// it comes while the sites section fetches the first of three pages one after another (the
+// sitesize had each page at once; this client's second fetch hangs), and the talk used to go
+// on with a line for each page.
+func TestInterrupt(t *testing.T) {
+	testkit.NoLeaks(t)
+	hung := make(chan struct{}, 3)
+	var mu sync.Mutex
+	fetched := map[string]bool{}
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		again := fetched[r.URL.Path]
+		fetched[r.URL.Path] = true
+		mu.Unlock()
+		if again {
+			hung <- struct{}{}
+			<-r.Context().Done()
+			return
+		}
+		w.Write([]byte("0123456789"))
+	}))
+	defer web.Close()
+	port := web.Listener.Addr().(*net.TCPAddr).Port
+	p := e2e.StartConcurd(t, "--services=sitesize", "--sitesize-allow=127.0.0.1", fmt.Sprintf("--sitesize-allow-ports=%d", port))
+	sites := filepath.Join(t.TempDir(), "sites.txt")
+	if err := os.WriteFile(sites, []byte(web.URL+"/a\n"+web.URL+"/b\n"+web.URL+"/c\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(e2e.Build(t, "./clients/talk"), "--sitesize-addr="+p.Addr, "--section=sites", "--sites="+sites)
+	var stdout, stderr testkit.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-hung:
+	case err := <-exited:
+		t.Fatalf("the talk ended before its fetch of /a hung: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("the talk never fetched /a a second time:\n%s", stdout.String())
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-exited:
+		if e2e.ExitCode(err) != 130 || stderr.String() != "talk: interrupted\n" {
+			t.Errorf("after SIGINT: %v, stderr %q; want exit 130, saying interrupted", err, stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("the talk still runs after SIGINT")
+	}
+	out := stdout.String()
+	for _, page := range []string{"/a", "/b", "/c"} {
+		if n := strings.Count(out, web.URL+page); n != 1 {
+			t.Errorf("%s shown %d times, want once, as the sitesize measured it:\n%s", page, n, out)
+		}
+	}
+	for _, never := range []string{"FAILED", "canceled", "interrupt"} {
+		if strings.Contains(out, never) {
+			t.Errorf("after SIGINT the talk printed %q:\n%s", never, out)
+		}
 	}
 }
 
@@ -247,7 +337,7 @@ func TestTLSAndToken(t *testing.T) {
 		}
 	}
 	code, stdout, _ := runTalk(t, "--addr="+p.Addr, "--tls-ca="+certs.CA, "--section=async")
-	if code != 1 || !strings.Contains(stdout, "FAILED: async: ") || !strings.Contains(stdout, "Unauthenticated") {
+	if code != 3 || !strings.Contains(stdout, "FAILED: async: ") || !strings.Contains(stdout, "Unauthenticated") {
 		t.Fatalf("without the token: exit %d\n%s", code, stdout)
 	}
 }

@@ -63,6 +63,9 @@ func (t *talk) sitesSection(ctx context.Context) error {
 	began = time.Now()
 	for i, url := range urls {
 		size, err := demosites.Fetch(ctx, client, url)
+		if ctx.Err() != nil {
+			return ctx.Err() // interrupted, or out of time: no line per URL left to say so
+		}
 		if err != nil {
 			fmt.Fprintf(t.out, "(%q, %v)\n", url, err)
 			errs = append(errs, fmt.Errorf("fetch %s: %w", url, err))

@@ -1,11 +1,14 @@
 package main_test
 
 import (
+	"flag"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/concur-dev/concur/internal/e2e"
+	"github.com/concur-dev/concur/internal/stack"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }
@@ -59,22 +62,80 @@ func TestServicesFlagAndEnvironment(t *testing.T) {
 	}
 }
 
+// A usage error is one line with its reason, then where to find help, and exit 2; a server
+// that cannot start logs why and exits 1.
 func TestCommandLineErrors(t *testing.T) {
 	bin := e2e.Concurd(t)
 	for _, tt := range []struct {
+		env  string
 		args []string
 		code int
-		says string
+		says string // all of stderr for a usage error, part of it otherwise
 	}{
-		{[]string{"--services=counter,nope"}, 2, `unknown service "nope"`},
-		{[]string{"--no-such-flag"}, 2, "flag provided but not defined"},
-		{[]string{"--log-format=xml"}, 2, "use text or json"},
-		{[]string{"--listen=127.0.0.1:0", "--tls-cert=/nonexistent"}, 1, "--tls-cert and --tls-key go together"},
+		{"", []string{"--jitter=abc"}, 2, `concurd: invalid value "abc" for flag --jitter: want a duration such as 300ms, 10s or 1h30m`},
+		{"", []string{"--services=counter,nope"}, 2, `concurd: invalid value "counter,nope" for flag --services: unknown service "nope"; choose from printer, counter, sitesize, caser`},
+		{"", []string{"--no-such-flag"}, 2, "concurd: unknown flag --no-such-flag"},
+		{"", []string{"--listen"}, 2, "concurd: flag --listen needs a value"},
+		{"", []string{"--listen=127.0.0.1:0", "serve"}, 2, `concurd: unexpected argument "serve"`},
+		{"", []string{"--log-format=xml"}, 2, `concurd: --log-format "xml": use text or json`},
+		{"CONCUR_SHUTDOWN_TIMEOUT=soon", nil, 2, `concurd: invalid value "soon" for CONCUR_SHUTDOWN_TIMEOUT (--shutdown-timeout): want a duration such as 300ms, 10s or 1h30m`},
+		{"", []string{"--listen=127.0.0.1:0", "--tls-cert=/nonexistent"}, 1, "--tls-cert and --tls-key go together"},
 	} {
-		out, err := exec.Command(bin, tt.args...).CombinedOutput()
-		if code := e2e.ExitCode(err); code != tt.code || !strings.Contains(string(out), tt.says) {
-			t.Errorf("concurd %v: exit %d, output %q; want exit %d saying %q", tt.args, code, out, tt.code, tt.says)
+		cmd := exec.Command(bin, tt.args...)
+		cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir())
+		if tt.env != "" {
+			cmd.Env = append(cmd.Env, tt.env)
 		}
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		code := e2e.ExitCode(cmd.Run())
+		ok := code == tt.code && stdout.Len() == 0
+		if tt.code == 2 {
+			ok = ok && stderr.String() == tt.says+"\nrun 'concurd --help' for usage\n"
+		} else {
+			ok = ok && strings.Contains(stderr.String(), tt.says)
+		}
+		if !ok {
+			t.Errorf("%s concurd %q: exit %d, stdout %q, stderr %q; want exit %d saying %q", tt.env, tt.args, code, stdout.String(), stderr.String(), tt.code, tt.says)
+		}
+	}
+}
+
+// --help goes to standard output and lists every flag once: by concern, then by service,
+// the counter's connection to its printer with the counter; then the environment and the
+// exit codes.
+func TestHelp(t *testing.T) {
+	out, err := exec.Command(e2e.Concurd(t), "--help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := string(out)
+	headings := []string{"Usage: concurd [flags]\n", "\nGeneral:\n", "\nTLS and auth:\n", "\nMetrics and logs:\n", "\nShutdown:\n",
+		"\nCounter:\n", "\nPrinter:\n", "\nSitesize:\n", "\nCaser:\n", "\nEnvironment:\n", "\nExit status:\n"}
+	at := 0
+	for _, h := range headings {
+		i := strings.Index(help[at:], h)
+		if i < 0 {
+			t.Fatalf("no %q after %q in --help:\n%s", h, help[:at], help)
+		}
+		at += i + len(h)
+	}
+	var cfg stack.Config
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if n := strings.Count(help, "\n  --"+f.Name+" ") + strings.Count(help, "\n  --"+f.Name+"\n"); n != 1 {
+			t.Errorf("--%s is listed %d times", f.Name, n)
+		}
+	})
+	for _, want := range []string{"Counter:\n  --counter-db folder", "  --counter-request-id-ttl duration\n        how long a request_id is remembered, so that a retry applies nothing\n        (default 24h0m0s)\n  --printer-addr address\n",
+		"Printer:\n  --printer-file file", "\n  2    usage error"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help lacks %q:\n%s", want, help)
+		}
+	}
+	if strings.Contains(help, "\n  3 ") {
+		t.Errorf("--help lists exit 3, which concurd never uses:\n%s", help)
 	}
 }
 

@@ -1,20 +1,17 @@
 package serve
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/reflect/protodesc"
 )
 
 // Config is how a server runs. Every field has a flag (RegisterFlags) and, through
-// ParseFlags, an environment variable.
+// internal/cli, an environment variable.
 type Config struct {
 	Listen        string
 	MetricsListen string
@@ -72,33 +69,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", 0, "after --max-connection-age, cut the calls still open on the old connection once this has passed (0 never does: they run to their end)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (debug logs every call)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
-}
-
-// EnvName is the environment variable for a flag: CONCUR_ and the flag's name in upper case
-// with dashes as underscores (--metrics-listen is CONCUR_METRICS_LISTEN).
-func EnvName(flagName string) string {
-	return "CONCUR_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// ParseFlags parses args, then fills every flag not given on the command line from its
-// environment variable (EnvName); the command line wins.
-func ParseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		v, ok := os.LookupEnv(EnvName(f.Name))
-		if given[f.Name] || !ok {
-			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			errs = append(errs, fmt.Errorf("environment %s=%q: %w", EnvName(f.Name), v, err))
-		}
-	})
-	return errors.Join(errs...)
 }
 
 // NewLogger returns the logger the configuration asks for, writing to w.

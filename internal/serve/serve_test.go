@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -465,30 +464,6 @@ func TestShutdownClosesHandshakesAndDrainsServedConnections(t *testing.T) {
 		if _, err := io.Copy(io.Discard, silent); err != nil {
 			t.Fatalf("TLS %v: the silent connection was not closed by the server: %v", useTLS, err)
 		}
-	}
-}
-
-func TestParseFlagsFromEnvironment(t *testing.T) {
-	t.Setenv("CONCUR_LISTEN", "127.0.0.1:7000")
-	t.Setenv("CONCUR_SHUTDOWN_TIMEOUT", "3s")
-	t.Setenv("CONCUR_LOG_LEVEL", "debug")
-	t.Setenv("CONCUR_HANDSHAKE_TIMEOUT", "7s")
-	var cfg serve.Config
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	if err := serve.ParseFlags(fs, []string{"--shutdown-timeout=5s"}); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Listen != "127.0.0.1:7000" || cfg.ShutdownTimeout != 5*time.Second || cfg.LogLevel != slog.LevelDebug || cfg.HandshakeTimeout != 7*time.Second {
-		t.Fatalf("listen %q, shutdown-timeout %v, log-level %v, handshake-timeout %v: want the environment's listen, level and handshake timeout, the flag's shutdown timeout", cfg.Listen, cfg.ShutdownTimeout, cfg.LogLevel, cfg.HandshakeTimeout)
-	}
-
-	t.Setenv("CONCUR_MAX_RECV_MSG_BYTES", "lots")
-	fs = flag.NewFlagSet("test", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	err := serve.ParseFlags(fs, nil)
-	if err == nil || !strings.Contains(err.Error(), "CONCUR_MAX_RECV_MSG_BYTES") {
-		t.Fatalf("bad environment value: %v, want an error naming CONCUR_MAX_RECV_MSG_BYTES", err)
 	}
 }
 
