@@ -30,7 +30,7 @@ import (
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
-	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/cli"
 	"github.com/concur-dev/concur/internal/stack"
 	"github.com/concur-dev/concur/services/counter"
 )
@@ -169,7 +169,8 @@ func (o objects) workloads(t *testing.T) []workload {
 }
 
 // concurdFlags parses a container's arguments and environment, over the image's, with
-// concurd's flags and its parser (serve.ParseFlags reads the CONCUR_ variables). concurd would
+// concurd's flags and its parser (cli's, which reads the CONCUR_ variables and refuses stray
+// arguments). concurd would
 // ignore a CONCUR_ variable that names no flag: here it fails, as a stray argument does.
 func concurdFlags(t *testing.T, c corev1.Container) stack.Config {
 	t.Helper()
@@ -179,12 +180,11 @@ func concurdFlags(t *testing.T, c corev1.Container) stack.Config {
 	if repo, _, _ := strings.Cut(c.Image, ":"); repo != "concurd" {
 		t.Errorf("container %s runs image %q, not the one deploy/image builds (concurd)", c.Name, c.Image)
 	}
-	fs := flag.NewFlagSet("concurd", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	cmd := cli.New("concurd", io.Discard, io.Discard)
 	var cfg stack.Config
-	cfg.RegisterFlags(fs)
+	cfg.RegisterFlags(cmd.Flags)
 	flags := map[string]bool{}
-	fs.VisitAll(func(f *flag.Flag) { flags[serve.EnvName(f.Name)] = true })
+	cmd.Flags.VisitAll(func(f *flag.Flag) { flags[cli.EnvName(f.Name)] = true })
 
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "CONCUR_") {
@@ -204,11 +204,8 @@ func concurdFlags(t *testing.T, c corev1.Container) stack.Config {
 		}
 		t.Setenv(e.Name, e.Value)
 	}
-	if err := serve.ParseFlags(fs, c.Args); err != nil {
+	if err := cmd.Parse(c.Args); err != nil {
 		t.Fatalf("container %s: concurd refuses %q with its environment: %v", c.Name, c.Args, err)
-	}
-	if fs.NArg() > 0 {
-		t.Fatalf("container %s: stray arguments %q", c.Name, fs.Args())
 	}
 	if _, err := cfg.Serve.NewLogger(io.Discard); err != nil {
 		t.Fatalf("container %s: %v", c.Name, err)
