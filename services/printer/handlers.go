@@ -109,10 +109,15 @@ func (p *Service) Join(ctx context.Context, _ *printerv1.JoinRequest) (*printerv
 // unless req.history_only. It never holds up the owner: it asks for a page, sends it at the
 // client's pace, and asks again.
 func (p *Service) Tail(req *printerv1.TailRequest, stream grpc.ServerStreamingServer[printerv1.TailResponse]) error {
+	p.metrics.tailReaders.Inc()
+	defer p.metrics.tailReaders.Dec()
 	ctx := stream.Context()
 	next, first, end := req.GetFromSequence(), true, uint64(0)
 	for {
 		pg, stopped, err := p.read(ctx, next, first)
+		if status.Code(err) == codes.ResourceExhausted { // READER_FELL_BEHIND
+			p.metrics.readersCutOff.Inc()
+		}
 		if err != nil {
 			return err
 		}

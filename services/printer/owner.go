@@ -12,6 +12,7 @@ import (
 // inbox.
 type owner struct {
 	jitter     jitter.Jitter
+	metrics    *metrics
 	queue      queueLimit // what may wait to be written
 	maxSources int
 
@@ -140,6 +141,7 @@ func (o *owner) accept(s *submission) {
 		if r.Source != "" {
 			if r.SourceSequence <= o.sources[r.Source] {
 				r.Duplicate = true
+				o.metrics.duplicates.Inc()
 				continue
 			}
 			o.sources[r.Source] = r.SourceSequence
@@ -151,6 +153,7 @@ func (o *owner) accept(s *submission) {
 		o.next.add(&printerv1.TailResponse{Sequence: &seq, Lines: j.GetLines()})
 	}
 	o.queued += uint64(len(o.next.bytes)) - before
+	o.measureQueue()
 	a := accepted{receipts: receipts}
 	if s.durable {
 		// A duplicate's first copy may still wait to be written: the receipts wait for
@@ -182,6 +185,7 @@ func (o *owner) tooManySources(jobs []*printerv1.PrintJob) bool {
 func (o *owner) written(b *batch) {
 	o.writing = false
 	o.queued -= uint64(len(b.bytes))
+	o.measureQueue()
 	at := timestamppb.Now()
 	for _, j := range b.jobs {
 		j.WrittenAt = at
@@ -205,6 +209,12 @@ func (o *owner) written(b *batch) {
 		o.parked = nil
 		o.accept(s)
 	}
+}
+
+// measureQueue publishes the queue's depth.
+func (o *owner) measureQueue() {
+	o.metrics.queueJobs.Set(float64(o.seq - o.hist.last))
+	o.metrics.queueBytes.Set(float64(o.queued))
 }
 
 // join answers reply once every job accepted so far is written, with the last sequence

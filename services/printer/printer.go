@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
@@ -115,7 +116,8 @@ const maxJobsLimit = 16384
 type Service struct {
 	printerv1.UnimplementedPrinterServiceServer
 
-	limits Config // the limits a request must keep, checked before it reaches the owner
+	limits  Config // the limits a request must keep, checked before it reaches the owner
+	metrics *metrics
 
 	intake   chan *submission // jobs for the owner; it stops receiving while the queue is full
 	inbox    chan message     // every other message for the owner
@@ -128,7 +130,8 @@ type Service struct {
 }
 
 // Deps are what the printer is given by whoever assembles it. Each may be left zero: a nil Log
-// discards, the zero Jitter is off, a nil Stdout is os.Stdout.
+// discards, the zero Jitter is off, a nil Stdout is os.Stdout, a nil Metrics leaves the
+// collectors unregistered.
 type Deps struct {
 	// Log gets the printer's warnings and errors.
 	Log *slog.Logger
@@ -136,6 +139,8 @@ type Deps struct {
 	Jitter jitter.Jitter
 	// Stdout is where lines are printed when cfg.Stdout is on.
 	Stdout io.Writer
+	// Metrics registers the printer's collectors.
+	Metrics prometheus.Registerer
 }
 
 // New starts a printer that writes to d.Stdout (when cfg.Stdout) and to cfg.File (when set).
@@ -149,7 +154,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &writer{jitter: j, log: log, interval: cfg.FlushInterval, in: make(chan *batch), out: make(chan *batch, 1)}
+	m, err := newMetrics(d.Metrics, cfg)
+	if err != nil {
+		return nil, err
+	}
+	w := &writer{jitter: j, log: log, metrics: m, interval: cfg.FlushInterval, in: make(chan *batch), out: make(chan *batch, 1)}
 	if cfg.Stdout {
 		w.stdout = d.Stdout
 		if w.stdout == nil {
@@ -159,7 +168,6 @@ func New(cfg Config, d Deps) (*Service, error) {
 	var last uint64
 	sources := map[string]uint64{}
 	if cfg.File != "" {
-		var err error
 		if w.file, sources, err = openFile(cfg.File, log); err != nil {
 			return nil, err
 		}
@@ -167,6 +175,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	p := &Service{
 		limits:   cfg,
+		metrics:  m,
 		intake:   make(chan *submission),
 		inbox:    make(chan message),
 		stopping: make(chan struct{}),
@@ -174,6 +183,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	o := &owner{
 		jitter:     j,
+		metrics:    m,
 		queue:      queueLimit{jobs: uint64(cfg.Queue), bytes: uint64(cfg.QueueBytes)},
 		maxSources: cfg.MaxSources,
 		seq:        last,

@@ -13,6 +13,7 @@ import (
 type writer struct {
 	jitter   jitter.Jitter
 	log      *slog.Logger
+	metrics  *metrics
 	stdout   io.Writer     // nil when printing to standard output is off
 	file     *file         // nil without --printer-file
 	interval time.Duration // with a file, the least time between the starts of two batches
@@ -35,6 +36,8 @@ func (w *writer) run() error {
 	for b := range w.in {
 		start := time.Now()
 		w.write(b)
+		w.metrics.batchJobs.Observe(float64(len(b.jobs)))
+		w.metrics.writeSeconds.Observe(time.Since(start).Seconds())
 		w.out <- b
 		if w.file != nil {
 			time.Sleep(time.Until(start.Add(w.interval)))
@@ -55,7 +58,9 @@ func (w *writer) write(b *batch) {
 		w.retry("record the batch in "+w.file.statePath(), func() error { return w.file.begin(b) })
 		w.jitter.Sleep()
 		w.copy(w.file, b, "--printer-file "+w.file.path)
+		start := time.Now()
 		w.retry("flush --printer-file "+w.file.path, w.file.sync)
+		w.metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
 		w.file.commit(b)
 	}
 	if w.stdout != nil {
