@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
@@ -55,8 +56,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Service is the caser. Create it with New.
 type Service struct {
 	caserv1.UnimplementedCaserServiceServer
-	cfg    Config
-	jitter jitter.Jitter
+	cfg     Config
+	jitter  jitter.Jitter
+	metrics *metrics
 
 	gate      *gate
 	closing   chan struct{} // closed when Shutdown begins
@@ -67,12 +69,14 @@ type Service struct {
 }
 
 // Deps are what the caser is given by whoever assembles it. Each may be left zero: a nil Log
-// discards, the zero Jitter is off.
+// discards, the zero Jitter is off, a nil Metrics leaves the collectors unregistered.
 type Deps struct {
 	// Log gets the caser's one line when it is ready.
 	Log *slog.Logger
 	// Jitter sleeps before each message a session sends.
 	Jitter jitter.Jitter
+	// Metrics registers the caser's collectors.
+	Metrics prometheus.Registerer
 }
 
 // New returns a caser configured by cfg. Its goroutines start with the first session;
@@ -91,7 +95,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, jitter: d.Jitter, gate: newGate(), closing: make(chan struct{})}
+	m, err := newMetrics(d.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, jitter: d.Jitter, metrics: m, gate: newGate(), closing: make(chan struct{})}
 	s.latest.Store(newBeat(time.Now()))
 	log := d.Log
 	if log == nil {

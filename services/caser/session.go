@@ -19,6 +19,8 @@ func (s *Service) Session(stream caserv1.CaserService_SessionServer) error {
 		return status.Error(codes.Unavailable, "the caser is shutting down; open a session on another server")
 	}
 	defer s.gate.leave()
+	s.metrics.sessions.Inc()
+	defer s.metrics.sessions.Dec()
 	return s.converse(stream)
 }
 
@@ -52,6 +54,7 @@ func (s *Service) converse(stream caserv1.CaserService_SessionServer) error {
 			if timer != nil {
 				timer.Reset(s.cfg.Idle)
 			}
+			s.metrics.lines.Inc()
 			reply, mode, last = respond(req.GetLine(), mode)
 		case err := <-ended:
 			if errors.Is(err, io.EOF) {
@@ -61,12 +64,16 @@ func (s *Service) converse(stream caserv1.CaserService_SessionServer) error {
 		case <-announced:
 			beat = beat.newest()
 			reply = announcement(beat.at)
+			s.metrics.announcements.Inc()
 		case <-idle:
 			reply, last = goodbye(caserv1.GoodbyeReason_GOODBYE_REASON_IDLE, fmt.Sprintf("<goodbye: no line for %v, closing the session>", s.cfg.Idle)), true
 		case <-s.closing:
 			reply, last = goodbye(caserv1.GoodbyeReason_GOODBYE_REASON_SHUTDOWN, "<goodbye: the server is shutting down>"), true
 		case <-stream.Context().Done():
 			return status.FromContextError(stream.Context().Err()).Err()
+		}
+		if last {
+			s.metrics.goodbyes.WithLabelValues(reasonLabel(reply.GetGoodbye().GetReason())).Inc()
 		}
 		s.jitter.Sleep()
 		if err := stream.Send(reply); err != nil {
