@@ -153,7 +153,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Printer != nil {
 		var ctx context.Context
 		ctx, s.stopFwd = context.WithCancel(context.Background())
-		s.fwd = &forwarder{printer: d.Printer, owner: s.owner, source: loaded.source, jitter: d.Jitter, log: log,
+		s.fwd = &forwarder{printer: d.Printer, owner: s.owner, source: loaded.source, jitter: d.Jitter, log: log, resent: m.resent,
 			drain: make(chan struct{}), done: make(chan struct{}), perMessage: jobsPerMessage}
 		go s.fwd.run(ctx)
 	}

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -70,10 +72,13 @@ type forwarder struct {
 	// sets it before it closes drain.
 	patience time.Duration
 	done     chan struct{} // closed when run returns
-	// The forwarder goroutine's own: the last session failed, and the most jobs a message
-	// carries (halved while the printer refuses messages as too large).
+	resent   prometheus.Counter
+	// The forwarder goroutine's own: the last session failed, the most jobs a message
+	// carries (halved while the printer refuses messages as too large), and the last sequence
+	// sent.
 	broken     bool
 	perMessage int
+	sent       uint64
 }
 
 func (f *forwarder) run(ctx context.Context) {
@@ -156,6 +161,9 @@ func (f *forwarder) session(ctx context.Context, acked *uint64) (progressed bool
 			}
 			return progressed, fmt.Errorf("send print jobs %d to %d: %w", jobs[0].seq, jobs[len(jobs)-1].seq, err)
 		}
+		// The jobs up to f.sent went out before, on a stream that broke before their receipts.
+		f.resent.Add(float64(sort.Search(len(jobs), func(i int) bool { return jobs[i].seq > f.sent })))
+		f.sent = max(f.sent, jobs[len(jobs)-1].seq)
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			err = errors.New("the printer ended the stream")

@@ -2,16 +2,21 @@ package counter
 
 import (
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are what an operator watches: the outbox growing means the printer is not taking
-// print jobs; commit time is the disk's share of an increment's latency.
+// metrics are what an operator watches: the outbox growing, or its oldest job ageing, means
+// the printer is not taking print jobs; resends mean streams to it broke; commit time is the
+// disk's share of an increment's latency.
 type metrics struct {
 	increments    prometheus.Counter
 	outbox        prometheus.Gauge
 	commitSeconds prometheus.Histogram
+	resent        prometheus.Counter
+	oldest        outboxAge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,13 +34,68 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to commit one batch (group commit) to the database.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14),
 		}),
+		resent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concur_counter_forwarder_resent_jobs_total",
+			Help: "Print jobs sent to the printer again after a stream broke before their receipts came.",
+		}),
 	}
+	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "concur_counter_outbox_oldest_age_seconds",
+		Help: "Age of the oldest print job the printer has not acknowledged (since its commit, or since the counter started for one loaded from the database); 0 when the outbox is empty.",
+	}, m.oldest.seconds)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.increments, m.outbox, m.commitSeconds} {
+		for _, c := range []prometheus.Collector{m.increments, m.outbox, m.commitSeconds, m.resent, age} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register counter metrics: %w", err)
 			}
 		}
 	}
 	return m, nil
+}
+
+// measureOutbox publishes the outbox's length and the time of its oldest job. The owner calls
+// it once a batch is committed.
+func (m *metrics) measureOutbox(outbox []printJob) {
+	m.outbox.Set(float64(len(outbox)))
+	m.oldest.update(outbox, time.Now())
+}
+
+// outboxAge tells the age of the outbox's oldest job. Print jobs carry no time, so it keeps,
+// for each commit that added jobs, the last job's sequence and the time: the oldest job's
+// time is that of the first commit not yet wholly acknowledged. The marks belong to the
+// owner goroutine; only the published time is read by a scrape.
+type outboxAge struct {
+	marks []outboxMark
+	at    atomic.Int64 // the oldest job's time in Unix nanoseconds; 0 when the outbox is empty
+}
+
+type outboxMark struct {
+	through uint64 // the last sequence the commit added
+	at      time.Time
+}
+
+func (a *outboxAge) update(outbox []printJob, now time.Time) {
+	if len(outbox) == 0 {
+		clear(a.marks)
+		a.marks = a.marks[:0]
+		a.at.Store(0)
+		return
+	}
+	if last := outbox[len(outbox)-1].seq; len(a.marks) == 0 || a.marks[len(a.marks)-1].through < last {
+		a.marks = append(a.marks, outboxMark{through: last, at: now})
+	}
+	n := 0
+	for a.marks[n].through < outbox[0].seq {
+		n++
+	}
+	a.marks = a.marks[n:]
+	a.at.Store(a.marks[0].at.UnixNano())
+}
+
+func (a *outboxAge) seconds() float64 {
+	at := a.at.Load()
+	if at == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, at)).Seconds()
 }

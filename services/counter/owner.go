@@ -95,7 +95,7 @@ func newOwner(cfg Config, st store, s *state, forwarding bool, j jitter.Jitter, 
 		watchers: map[string][]*watcher{},
 		open:     map[*streamState]bool{},
 	}
-	o.metrics.outbox.Set(float64(len(o.ledger.outbox)))
+	o.metrics.measureOutbox(o.ledger.outbox)
 	return o
 }
 
@@ -188,7 +188,7 @@ func (o *owner) answer() {
 	if o.ledger.closed && !o.unwatched {
 		o.endWatches()
 	}
-	o.metrics.outbox.Set(float64(len(o.ledger.outbox)))
+	o.metrics.measureOutbox(o.ledger.outbox)
 	clear(o.replies)
 	clear(o.failing)
 	clear(o.streamed)
