@@ -113,13 +113,13 @@ func New(c Config, log *slog.Logger) (*serve.Server, error) {
 func build(c Config, name string, srv *serve.Server, log *slog.Logger) (serve.Service, error) {
 	switch name {
 	case "printer":
-		return printer.New(c.Printer, printer.Deps{Log: log.With("service", "printer"), Jitter: jitter.New(c.Jitter)})
+		return printer.New(c.Printer, printer.Deps{Log: log.With("service", "printer"), Jitter: jitter.New(c.Jitter), Metrics: srv.Metrics()})
 	case "counter":
 		return newCounter(c, srv, log)
 	case "sitesize":
 		return sitesize.New(c.Sitesize, sitesize.Deps{Log: log.With("service", "sitesize"), Jitter: jitter.New(c.Jitter), Metrics: srv.Metrics()})
 	case "caser":
-		return caser.New(c.Caser, caser.Deps{Log: log.With("service", "caser"), Jitter: jitter.New(c.Jitter)})
+		return caser.New(c.Caser, caser.Deps{Log: log.With("service", "caser"), Jitter: jitter.New(c.Jitter), Metrics: srv.Metrics()})
 	}
 	return nil, fmt.Errorf("no service is named %q", name)
 }
