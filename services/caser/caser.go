@@ -105,7 +105,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log.Info("caser ready", "announce", cfg.Announce, "idle", cfg.Idle, "max_line_bytes", cfg.MaxLineBytes)
+	log.Info("caser ready", "announce", cfg.Announce.String(), "idle", cfg.Idle.String(), "max_line_bytes", cfg.MaxLineBytes)
 	return s, nil
 }
 

@@ -111,7 +111,7 @@ func (f *forwarder) run(ctx context.Context) {
 		if !f.broken {
 			level, f.broken = slog.LevelWarn, true
 		}
-		f.log.Log(ctx, level, "printer stream failed; retrying", "err", err, "retry_in", wait, "resend_from", acked+1)
+		f.log.Log(ctx, level, "printer stream failed; retrying", "err", err, "retry_in", wait.String(), "resend_from", acked+1)
 		select {
 		case <-time.After(wait/2 + rand.N(wait/2)):
 		case <-ctx.Done():

@@ -115,6 +115,6 @@ func (w *writer) retry(what string, step func() error) {
 func (w *writer) failed(what string, err error, failures *int) {
 	wait := min(retryFirst<<min(*failures, 10), retryMax)
 	*failures++
-	w.log.Error("printer cannot "+what+"; accepted jobs wait and new ones queue until it works again", "err", err, "attempt", *failures, "retry_in", wait)
+	w.log.Error("printer cannot "+what+"; accepted jobs wait and new ones queue until it works again", "err", err, "attempt", *failures, "retry_in", wait.String())
 	time.Sleep(wait)
 }
