@@ -129,7 +129,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m, err := newMetrics(d.Metrics)
+	m, err := newMetrics(d.Metrics, cfg.OutboxMax)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,9 @@ type metrics struct {
 	oldest        outboxAge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics makes the counter's collectors and registers them on reg, unless it is nil. The
+// outbox's limit is exported too, so that an alert on an outbox near full needs no flag values.
+func newMetrics(reg prometheus.Registerer, outboxMax int) (*metrics, error) {
 	m := &metrics{
 		increments: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "concur_counter_increments_total",
@@ -43,8 +45,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "concur_counter_outbox_oldest_age_seconds",
 		Help: "Age of the oldest print job the printer has not acknowledged (since its commit, or since the counter started for one loaded from the database); 0 when the outbox is empty.",
 	}, m.oldest.seconds)
+	limit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "concur_counter_outbox_max_jobs",
+		Help: "Most print jobs the outbox holds (--counter-outbox-max); past it Increment answers UNAVAILABLE.",
+	}, func() float64 { return float64(outboxMax) })
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.increments, m.outbox, m.commitSeconds, m.resent, age} {
+		for _, c := range []prometheus.Collector{m.increments, m.outbox, m.commitSeconds, m.resent, age, limit} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register counter metrics: %w", err)
 			}

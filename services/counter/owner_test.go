@@ -31,7 +31,7 @@ func startOwnerWith(t testing.TB, cfg Config, st store, forwarding bool) *owner 
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _ := newMetrics(nil)
+	m, _ := newMetrics(nil, cfg.OutboxMax)
 	o := newOwner(cfg, st, loaded, forwarding, jitter.Jitter{}, testkit.Quiet(), m)
 	go o.run()
 	t.Cleanup(func() {
