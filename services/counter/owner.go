@@ -171,8 +171,10 @@ func (o *owner) commit() {
 	o.metrics.increments.Add(float64(o.ledger.committed()))
 }
 
-// answer runs after the commit: what the batch did is on disk, so it may be told.
+// answer runs after the commit: what the batch did is on disk, so it may be told. The metrics
+// go first, so that whoever hears an answer finds them up to date.
 func (o *owner) answer() {
+	o.metrics.measureOutbox(o.ledger.outbox)
 	for _, r := range o.replies {
 		close(r.done)
 	}
@@ -188,7 +190,6 @@ func (o *owner) answer() {
 	if o.ledger.closed && !o.unwatched {
 		o.endWatches()
 	}
-	o.metrics.measureOutbox(o.ledger.outbox)
 	clear(o.replies)
 	clear(o.failing)
 	clear(o.streamed)

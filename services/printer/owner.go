@@ -185,12 +185,12 @@ func (o *owner) tooManySources(jobs []*printerv1.PrintJob) bool {
 func (o *owner) written(b *batch) {
 	o.writing = false
 	o.queued -= uint64(len(b.bytes))
-	o.measureQueue()
 	at := timestamppb.Now()
 	for _, j := range b.jobs {
 		j.WrittenAt = at
 		o.hist.add(j)
 	}
+	o.measureQueue()
 	waiting := o.joins[:0]
 	for _, j := range o.joins {
 		if j.after <= o.hist.last {
