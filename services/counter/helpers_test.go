@@ -87,6 +87,9 @@ type printerDouble struct {
 	srv  *grpc.Server
 	last map[string]uint64
 	jobs []*printerv1.PrintJob
+	// lose is how many messages to accept and leave unanswered, ending their stream instead,
+	// like a printer that wrote them and crashed before its receipts went out.
+	lose int
 }
 
 func startPrinterDouble(t *testing.T) *printerDouble {
@@ -156,7 +159,14 @@ func (p *printerDouble) PrintStream(stream printerv1.PrinterService_PrintStreamS
 			}
 			resp.Receipts = append(resp.Receipts, r)
 		}
+		lost := p.lose > 0
+		if lost {
+			p.lose--
+		}
 		p.mu.Unlock()
+		if lost {
+			return status.Error(codes.Unavailable, "the printer lost its receipts")
+		}
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
