@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -167,12 +169,47 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	})
 	t.Run("dashboard", func(t *testing.T) { checkExprs(t, s, dashboardExprs(t)) })
 	t.Run("rules", func(t *testing.T) { checkExprs(t, s, ruleExprs(t)) })
+	t.Run("docs", func(t *testing.T) { checkDocumented(t, s) })
 	t.Run("logs", func(t *testing.T) {
 		line := logLine(t, p, "caser ready")
 		if line["announce"] != "200ms" || line["idle"] != "2s" {
 			t.Errorf("caser ready logs announce %v and idle %v, want the strings 200ms and 2s", line["announce"], line["idle"])
 		}
 	})
+}
+
+// checkDocumented checks that docs/operating.md's table of metrics names every concur_ series
+// of the scrape, and no other.
+func checkDocumented(t *testing.T, s scrape) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(e2e.Root(t), "docs/operating.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(concur_[a-z_]+)`").FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]] = true
+	}
+	shown := map[string]bool{}
+	for _, name := range s.names() {
+		if !strings.HasPrefix(name, "concur_") {
+			continue
+		}
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(name, suffix); ok && documented[base] {
+				name = base
+			}
+		}
+		shown[name] = true
+		if !documented[name] {
+			t.Errorf("docs/operating.md does not document %s", name)
+		}
+	}
+	for name := range documented {
+		if !shown[name] {
+			t.Errorf("docs/operating.md documents %s, which concurd's /metrics does not show", name)
+		}
+	}
 }
 
 // session opens a caser session, says lines, and reads until its goodbye, which it returns
