@@ -39,7 +39,8 @@ var on atomic.Bool
 // OTEL_EXPORTER_OTLP_* variables itself (OTEL_EXPORTER_OTLP_PROTOCOL grpc or http/protobuf,
 // the default), the SDK reads OTEL_TRACES_SAMPLER, OTEL_BSP_* and the span limits, and the
 // resource OTEL_SERVICE_NAME (else the program's name) and OTEL_RESOURCE_ATTRIBUTES.
-// Off, Start changes nothing and its stop does nothing.
+// stop turns tracing off and exports the spans still queued. Off, Start changes nothing and
+// its stop does nothing.
 func Start(ctx context.Context) (stop func(context.Context) error, err error) {
 	nothing := func(context.Context) error { return nil }
 	if enabled, err := wanted(); !enabled || err != nil {
@@ -58,7 +59,10 @@ func Start(ctx context.Context) (stop func(context.Context) error, err error) {
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	Use(tp)
-	return tp.Shutdown, nil
+	return func(ctx context.Context) error {
+		Use(nil)
+		return tp.Shutdown(ctx)
+	}, nil
 }
 
 // wanted reads whether the environment turns tracing on.

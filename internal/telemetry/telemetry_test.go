@@ -47,6 +47,31 @@ func TestStartOffChangesNothing(t *testing.T) {
 	}
 }
 
+func TestStartOnUntilStopped(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1") // nothing is exported: no span is made
+	for _, protocol := range []string{"", "grpc", "http/protobuf"} {
+		t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+		stop, err := Start(context.Background())
+		if err != nil {
+			t.Fatalf("protocol %q: %v", protocol, err)
+		}
+		if ServerOptions() == nil || DialOptions() == nil {
+			t.Errorf("protocol %q: tracing is on, but no stats handler is offered", protocol)
+		}
+		if err := stop(context.Background()); err != nil {
+			t.Errorf("protocol %q: stop: %v", protocol, err)
+		}
+		if ServerOptions() != nil {
+			t.Errorf("protocol %q: stopped, but stats handlers are still offered", protocol)
+		}
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+	if _, err := Start(context.Background()); err == nil {
+		t.Error("OTEL_EXPORTER_OTLP_PROTOCOL=http/json was taken")
+	}
+}
+
 func TestLoggerAddsTraceIDs(t *testing.T) {
 	var buf bytes.Buffer
 	log := Logger(slog.New(slog.NewTextHandler(&buf, nil))).With("service", "counter")

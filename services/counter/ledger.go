@@ -7,10 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"go.opentelemetry.io/otel/trace"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 )
