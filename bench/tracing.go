@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync/atomic"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -18,12 +17,12 @@ import (
 )
 
 // tracing measures what tracing costs the smallest call, the no-op unary, where its share is
-// the largest. Traced, the server (internal/serve) makes a span per call and exports it in
-// batches over OTLP to a collector in this process, with the default OTEL_BSP_* settings;
-// the target holds for that, a concurd with tracing on, called by an untraced client. A
-// second figure traces the client too (internal/dial), on the same two cores: what a whole
-// traced deployment on one machine costs. Untraced is the stack of the ceiling, reached
-// through internal/dial, which then adds nothing.
+// the largest. A traced server is set up as concurd is, from OTEL_* variables: it makes a
+// span per call and exports the spans in batches (the default OTEL_BSP_* settings) over OTLP
+// to a collector in this process. The target holds for every call sampled; a second figure
+// samples one trace in ten (OTEL_TRACES_SAMPLER=parentbased_traceidratio). The client is
+// untraced, as grpcurl is. Untraced is the stack of the ceiling, reached through
+// internal/dial, which then adds nothing.
 func init() {
 	register("tracing", "the no-op unary at 50 callers, traced to an in-process OTLP collector and untraced, against the no-op unary ceiling", tracingCost)
 }
@@ -33,29 +32,16 @@ func tracingCost(ctx context.Context, e *env) ([]figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(col.addr), otlptracegrpc.WithInsecure())
+	otlp := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + col.addr, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+	all, err := e.tracedClient(otlp)
 	if err != nil {
 		return nil, err
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
-	e.closers = append(e.closers, func() { tp.Shutdown(context.Background()) })
-	// Servers and connections trace if they are made while tracing is on.
-	telemetry.Use(tp)
-	traced, _, err := e.server()
-	if err != nil {
-		telemetry.Use(nil)
-		return nil, err
-	}
-	both, err := e.noopClient()
-	telemetry.Use(nil)
+	otlp["OTEL_TRACES_SAMPLER"], otlp["OTEL_TRACES_SAMPLER_ARG"] = "parentbased_traceidratio", "0.1"
+	tenth, err := e.tracedClient(otlp)
 	if err != nil {
 		return nil, err
 	}
-	server, err := dial.Config{Addr: traced.Addr().String()}.Dial()
-	if err != nil {
-		return nil, err
-	}
-	e.closers = append(e.closers, func() { server.Close() })
 	untraced, err := e.noopClient()
 	if err != nil {
 		return nil, err
@@ -65,10 +51,10 @@ func tracingCost(ctx context.Context, e *env) ([]figure, error) {
 	for _, c := range []struct {
 		name     string
 		conn     *grpc.ClientConn
-		min, max float64 // the target's bounds of the ratio to the ceiling
+		min, max float64 // the target's bounds of the ratio to the ceiling, if any
 	}{
-		{"traced server", server, 0.85, 0},
-		{"traced client and server", both, 0, 0},
+		{"traced server, every call", all, 0.85, 0},
+		{"traced server, 1 in 10 sampled", tenth, 0, 0},
 		{"untraced", untraced, 0.95, 1.05},
 	} {
 		var lat latencies
@@ -101,8 +87,32 @@ func tracingCost(ctx context.Context, e *env) ([]figure, error) {
 	return figs, nil
 }
 
+// tracedClient starts a server of the bench's stack with the OTEL_* variables vars set, so
+// that it traces as concurd would with them, and connects to it through internal/dial
+// without tracing. The variables are unset again and tracing is turned off for what is made
+// after it; the server keeps its tracer provider, and flushes it when the run ends.
+func (e *env) tracedClient(vars map[string]string) (*grpc.ClientConn, error) {
+	for k, v := range vars {
+		os.Setenv(k, v)
+	}
+	srv, _, err := e.server()
+	for k := range vars {
+		os.Unsetenv(k)
+	}
+	telemetry.Use(nil)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dial.Config{Addr: srv.Addr().String()}.Dial()
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, func() { conn.Close() })
+	return conn, nil
+}
+
 // noopClient starts a server of the bench's stack and connects to it through internal/dial,
-// as concur's clients do: both trace while telemetry is on.
+// as concur's clients do.
 func (e *env) noopClient() (*grpc.ClientConn, error) {
 	srv, _, err := e.server()
 	if err != nil {
