@@ -4,7 +4,8 @@
 //
 // Every connection carries concur's service config: a dns:/// target spreads calls over all
 // the addresses of its name, and the calls that are safe to make again are retried when they
-// fail UNAVAILABLE before any answer came (docs/replicas.md).
+// fail UNAVAILABLE before any answer came (docs/replicas.md). While the process traces
+// (internal/telemetry), every call is traced and carries its W3C trace context.
 package dial
 
 import (
@@ -23,6 +24,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
+
+	"github.com/concur-dev/concur/internal/telemetry"
 )
 
 // serviceConfig is every connection's service config, given its load-balancing policy. The
@@ -99,13 +102,12 @@ func (c Config) Dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts = append([]grpc.DialOption{
+	opts = append(append(telemetry.DialOptions(),
 		grpc.WithTransportCredentials(creds),
 		// What is safe to retry follows from concur's contracts, so the client knows it: a
 		// service config published in DNS is not looked up.
 		grpc.WithDisableServiceConfig(),
-		grpc.WithDefaultServiceConfig(fmt.Sprintf(serviceConfig, policy)),
-	}, opts...)
+		grpc.WithDefaultServiceConfig(fmt.Sprintf(serviceConfig, policy))), opts...)
 	if c.TokenFile != "" {
 		b, err := os.ReadFile(c.TokenFile)
 		if err != nil {

@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/concur-dev/concur/api/violation"
+	"github.com/concur-dev/concur/internal/telemetry"
 )
 
 // A Service is one gRPC service run by a Server.
@@ -85,6 +86,8 @@ type Server struct {
 	registry *prometheus.Registry
 	http     *http.Server
 	mlis     net.Listener
+	// stopTracing flushes the spans of the tracing Start set up from OTEL_* (a no-op when off).
+	stopTracing func(context.Context) error
 
 	// The in-process side: the same services on a second gRPC server, reached through memory
 	// without TLS or auth, for services that call each other inside one process.
@@ -95,8 +98,10 @@ type Server struct {
 }
 
 // New builds the server and opens its listeners, so that Addr is known before Serve.
-// Register the services, then call Serve.
+// Register the services, then call Serve. The OTEL_* environment turns tracing on
+// (internal/telemetry); log lines of a traced call carry its trace_id and span_id.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
+	log = telemetry.Logger(log)
 	if cfg.HandshakeTimeout <= 0 {
 		return nil, fmt.Errorf("--handshake-timeout %v: must be more than 0", cfg.HandshakeTimeout)
 	}
@@ -136,8 +141,17 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("listen on --metrics-listen %s: %w", cfg.MetricsListen, err)
 		}
 	}
+	stopTracing, err := telemetry.Start(context.Background())
+	if err != nil {
+		lis.Close()
+		if mlis != nil {
+			mlis.Close()
+		}
+		return nil, err
+	}
 	// Nothing below fails but for a bug, so the listeners need no more cleaning up.
 	s := &Server{
+		stopTracing: stopTracing,
 		cfg:         cfg,
 		lis:         newHandshakes(lis, cfg.HandshakeTimeout),
 		mlis:        mlis,
@@ -152,6 +166,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.registry.MustRegister(s.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	unary, stream := interceptorChain(log, s.metrics, token)
+	opts = append(opts, telemetry.ServerOptions()...)
 	external := slices.Concat(opts, []grpc.ServerOption{grpc.KeepaliveParams(recycled), grpc.StatsHandler(s.census), grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})
 	if tlsConf != nil {
 		external = append(external, grpc.Creds(credentials.NewTLS(tlsConf)))
@@ -159,9 +174,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.grpc = grpc.NewServer(external...)
 	unary, stream = interceptorChain(log, s.metrics, nil)
 	s.local = grpc.NewServer(slices.Concat(opts, []grpc.ServerOption{grpc.KeepaliveParams(pings), grpc.StatsHandler(s.localCensus), grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)})...)
-	s.localConn, err = grpc.NewClient("passthrough:///in-process",
+	s.localConn, err = grpc.NewClient("passthrough:///in-process", append(telemetry.DialOptions(),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.localLis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		panic(fmt.Sprintf("in-process connection: %v", err)) // a constant, valid target
 	}
@@ -283,6 +298,10 @@ func (s *Server) shutdown() error {
 			errs = append(errs, fmt.Errorf("stop metrics server: %w", err))
 		}
 	}
+	// Spans not exported are no failure of the shutdown: they are only said to be lost.
+	if err := s.stopTracing(ctx); err != nil {
+		s.log.Warn("flushing the last spans failed", "err", err)
+	}
 	attrs := []any{"calls_cut", calls, "connections_closed", conns, "handshakes_closed", s.lis.closedCount()}
 	err := errors.Join(errs...)
 	if err != nil {
@@ -396,4 +415,5 @@ func (s *Server) Close() {
 	}
 	s.localConn.Close()
 	s.localLis.Close()
+	s.stopTracing(context.Background())
 }

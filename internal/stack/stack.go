@@ -20,6 +20,7 @@ import (
 	"github.com/concur-dev/concur/internal/dial"
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/serve"
+	"github.com/concur-dev/concur/internal/telemetry"
 	"github.com/concur-dev/concur/services/caser"
 	"github.com/concur-dev/concur/services/counter"
 	"github.com/concur-dev/concur/services/printer"
@@ -81,6 +82,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // New opens a server with the configured services registered; call Serve on it.
 func New(c Config, log *slog.Logger) (*serve.Server, error) {
+	log = telemetry.Logger(log) // the services' log lines of a traced call name its trace
 	var err error
 	if c.Serve.Descriptors, err = api.Descriptors(); err != nil {
 		return nil, err

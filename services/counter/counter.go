@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -39,6 +41,9 @@ import (
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/recv"
 )
+
+// tracerName names the counter's spans' instrumentation.
+const tracerName = "github.com/concur-dev/concur/services/counter"
 
 // Memory is the --counter-db value that keeps nothing on disk.
 const Memory = ":memory:"
@@ -217,12 +222,16 @@ func (s *Service) shutdown(ctx context.Context) error {
 
 // Increment adds to a counter once the owner has applied and committed it.
 func (s *Service) Increment(ctx context.Context, req *counterv1.IncrementRequest) (*counterv1.IncrementResponse, error) {
-	m := &incrementMsg{reply: newReply(), name: counterv1.NameOrDefault(req.GetName()), requestID: req.GetRequestId(), delta: delta(req.Delta)}
+	m := &incrementMsg{reply: newReply(), name: counterv1.NameOrDefault(req.GetName()), requestID: req.GetRequestId(), delta: delta(req.Delta),
+		link: linkOf(ctx)}
 	if err := s.owner.send(ctx, m); err != nil {
 		return nil, callError(err, "the call ended before the counter took the increment: nothing was applied")
 	}
 	if err := s.owner.wait(ctx, &m.reply); err != nil {
 		return nil, callError(err, "the call ended before the counter answered: the increment may have been applied; retry with the same request_id")
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.AddEvent("committed", trace.WithAttributes(attribute.Int64("concur.counter.sequence", int64(m.seq))))
 	}
 	return &counterv1.IncrementResponse{Name: m.name, Value: new(m.value), Sequence: new(m.seq), Replayed: m.replayed}, nil
 }
@@ -232,6 +241,7 @@ func (s *Service) Increment(ctx context.Context, req *counterv1.IncrementRequest
 func (s *Service) IncrementStream(stream counterv1.CounterService_IncrementStreamServer) error {
 	ctx := stream.Context()
 	st := newStreamState()
+	st.link = linkOf(ctx) // before the owner sees st
 	defer s.owner.tell(&streamGoneMsg{st})
 	reqs, ended := recv.Pump(ctx, stream.Recv)
 	closing := s.closing
@@ -335,6 +345,15 @@ func (s *Service) Watch(req *counterv1.WatchRequest, stream counterv1.CounterSer
 			return callError(ctx.Err(), "the watch was ended by its caller")
 		}
 	}
+}
+
+// linkOf is the span of ctx's call, for its print jobs to link to; nil when the call is not
+// traced or its span not sampled.
+func linkOf(ctx context.Context) *trace.SpanContext {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && sc.IsSampled() {
+		return &sc
+	}
+	return nil
 }
 
 // answerBeforeDeadline returns a context that ends a little before ctx's deadline, so that

@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -153,25 +157,7 @@ func (f *forwarder) session(ctx context.Context, acked *uint64) (progressed bool
 				}
 			}
 		}
-		req := f.request(jobs)
-		f.jitter.Sleep()
-		if err := stream.Send(req); err != nil {
-			if _, rerr := stream.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
-				err = rerr // the stream's status says more than Send's io.EOF
-			}
-			return progressed, fmt.Errorf("send print jobs %d to %d: %w", jobs[0].seq, jobs[len(jobs)-1].seq, err)
-		}
-		// The jobs up to f.sent went out before, on a stream that broke before their receipts.
-		f.resent.Add(float64(sort.Search(len(jobs), func(i int) bool { return jobs[i].seq > f.sent })))
-		f.sent = max(f.sent, jobs[len(jobs)-1].seq)
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			err = errors.New("the printer ended the stream")
-		}
-		if err != nil {
-			return progressed, fmt.Errorf("receipts for print jobs %d to %d: %w", jobs[0].seq, jobs[len(jobs)-1].seq, err)
-		}
-		if err := checkReceipts(req, resp); err != nil {
+		if err := f.print(ctx, stream, jobs); err != nil {
 			return progressed, err
 		}
 		f.jitter.Sleep()
@@ -185,6 +171,59 @@ func (f *forwarder) session(ctx context.Context, acked *uint64) (progressed bool
 		}
 		*acked, progressed = last, true
 	}
+}
+
+// print sends jobs as one message and waits for their receipts, in a span of its own.
+func (f *forwarder) print(ctx context.Context, stream grpc.BidiStreamingClient[printerv1.PrintStreamRequest, printerv1.PrintStreamResponse], jobs []printJob) (err error) {
+	span := traceJobs(ctx, jobs)
+	defer func() {
+		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+		span.End()
+	}()
+	req := f.request(jobs)
+	f.jitter.Sleep()
+	if err := stream.Send(req); err != nil {
+		if _, rerr := stream.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+			err = rerr // the stream's status says more than Send's io.EOF
+		}
+		return fmt.Errorf("send print jobs %d to %d: %w", jobs[0].seq, jobs[len(jobs)-1].seq, err)
+	}
+	// The jobs up to f.sent went out before, on a stream that broke before their receipts.
+	f.resent.Add(float64(sort.Search(len(jobs), func(i int) bool { return jobs[i].seq > f.sent })))
+	f.sent = max(f.sent, jobs[len(jobs)-1].seq)
+	resp, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		err = errors.New("the printer ended the stream")
+	}
+	if err != nil {
+		return fmt.Errorf("receipts for print jobs %d to %d: %w", jobs[0].seq, jobs[len(jobs)-1].seq, err)
+	}
+	return checkReceipts(req, resp)
+}
+
+// traceJobs starts the span of one message of print jobs, from its send to its receipts,
+// which come once the printer has written them. The PrintStream outlives every call, so the
+// span is a root of its own, linked to the span of each call that made one of its jobs (one
+// link for a run of jobs of the same call): a trace of an Increment leads to the printing of
+// its line.
+func traceJobs(ctx context.Context, jobs []printJob) trace.Span {
+	first, last := jobs[0].seq, jobs[len(jobs)-1].seq
+	_, span := otel.Tracer(tracerName).Start(ctx, "counter.forward", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.Int("concur.print_jobs", len(jobs)),
+			attribute.Int64("concur.counter.sequence.first", int64(first)), attribute.Int64("concur.counter.sequence.last", int64(last))))
+	if !span.IsRecording() {
+		return span
+	}
+	var prev *trace.SpanContext
+	for _, j := range jobs {
+		if j.link != nil && j.link != prev {
+			span.AddLink(trace.Link{SpanContext: *j.link, Attributes: []attribute.KeyValue{attribute.Int64("concur.counter.sequence", int64(j.seq))}})
+			prev = j.link
+		}
+	}
+	return span
 }
 
 func (f *forwarder) request(jobs []printJob) *printerv1.PrintStreamRequest {

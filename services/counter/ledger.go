@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -68,6 +69,10 @@ type printJob struct {
 	seq   uint64
 	name  string
 	value int64
+	// link is the span of the call that made the job, for the forwarder's span to link to; nil
+	// when the call was not traced. It lives in memory only: a job loaded from the database
+	// has none.
+	link *trace.SpanContext
 }
 
 // result is the answer to an increment: the counter's value after it, and its sequence.
@@ -84,6 +89,7 @@ type tally struct {
 	applied  uint64 // the increments applied
 	touched  []*counterState
 	seen     map[*counterState]bool // the same counters, for the order of first appearance
+	link     *trace.SpanContext     // the call's span, for its print jobs (see printJob)
 }
 
 // newLedger takes over the state a store loaded.
@@ -110,8 +116,9 @@ func newLedger(cfg Config, s *state, forwarding bool) ledger {
 }
 
 // increment adds delta to the named counter. A request_id already used answers what its
-// first use did, and applies nothing; used with another name or delta, it is refused.
-func (l *ledger) increment(name, requestID string, delta int64) (result, error) {
+// first use did, and applies nothing; used with another name or delta, it is refused. link
+// is the span of the call, for the print job.
+func (l *ledger) increment(name, requestID string, delta int64, link *trace.SpanContext) (result, error) {
 	if l.failed != nil {
 		return result{}, l.failed
 	}
@@ -136,7 +143,7 @@ func (l *ledger) increment(name, requestID string, delta int64) (result, error) 
 	if !ok {
 		return result{}, status.Errorf(codes.OutOfRange, "adding %d to counter %q (%d) would overflow a signed 64-bit integer; the counter is unchanged", delta, c.name, c.value)
 	}
-	l.set(c, v)
+	l.set(c, v, link)
 	if requestID != "" {
 		r := &requestRecord{id: requestID, name: c.name, delta: delta, value: v, seq: c.seq, at: l.now()}
 		l.requests[r.id] = r
@@ -200,7 +207,7 @@ func (l *ledger) stream(t *tally, incs []*counterv1.CounterIncrement) error {
 		t.seen = map[*counterState]bool{}
 	}
 	for i, c := range cs {
-		l.set(c, c.value+delta(incs[i].Delta))
+		l.set(c, c.value+delta(incs[i].Delta), t.link)
 		if c.stream != t.id {
 			c.stream = t.id
 			if !t.seen[c] {
@@ -339,7 +346,7 @@ func (l *ledger) counter(name string) *counterState {
 
 // set gives c its new value and the next sequence number and, with a printer, queues the
 // talk's print job in the same step (RR 1001), so that print jobs leave in count order.
-func (l *ledger) set(c *counterState, value int64) {
+func (l *ledger) set(c *counterState, value int64, link *trace.SpanContext) {
 	if c.seq == 0 {
 		l.names++
 	}
@@ -350,7 +357,7 @@ func (l *ledger) set(c *counterState, value int64) {
 		l.w.counters = append(l.w.counters, c)
 	}
 	if l.forwarding {
-		j := printJob{seq: l.seq, name: c.name, value: value}
+		j := printJob{seq: l.seq, name: c.name, value: value, link: link}
 		l.outbox = append(l.outbox, j)
 		l.w.jobs = append(l.w.jobs, j)
 	}

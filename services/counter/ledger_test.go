@@ -54,7 +54,7 @@ type inc struct {
 
 func (c inc) run(t *testing.T, l *ledger) {
 	t.Helper()
-	got, err := l.increment(c.name, c.id, c.delta)
+	got, err := l.increment(c.name, c.id, c.delta, nil)
 	if status.Code(err) != c.code {
 		t.Fatalf("increment(%q, %q, %d) = %v, want code %v", c.name, c.id, c.delta, err, c.code)
 	}
@@ -179,7 +179,7 @@ func TestLedgerTooManyCountersSaysWhy(t *testing.T) {
 	cfg.MaxNames = 1
 	l, _ := testLedger(cfg, false)
 	inc{name: "a", delta: 1, want: result{1, 1, false}}.run(t, l)
-	_, err := l.increment("b", "", 1)
+	_, err := l.increment("b", "", 1, nil)
 	reason, meta := errorInfoOf(err)
 	if reason != "TOO_MANY_COUNTERS" || meta["max_names"] != "1" || meta["max_names_flag"] != "--counter-max-names" || meta["counters"] != "1" ||
 		!strings.Contains(status.Convert(err).Message(), `counter "b" was not created`) {

@@ -1,6 +1,8 @@
 package counter
 
 import (
+	"go.opentelemetry.io/otel/trace"
+
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 )
 
@@ -20,12 +22,13 @@ type incrementMsg struct {
 	reply
 	name, requestID string
 	delta           int64
+	link            *trace.SpanContext // the call's span, for the print job
 	result
 }
 
 func (m *incrementMsg) apply(o *owner) {
 	o.carried++
-	m.result, m.err = o.ledger.increment(m.name, m.requestID, m.delta)
+	m.result, m.err = o.ledger.increment(m.name, m.requestID, m.delta, m.link)
 	o.ready(&m.reply)
 }
 

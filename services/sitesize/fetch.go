@@ -13,6 +13,11 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
 )
 
@@ -62,10 +67,16 @@ var (
 )
 
 // fetch GETs rawURL and counts its body up to maxBytes within timeout; ctx is the batch's.
-// Every failure is part of the result.
+// Every failure is part of the result. A traced Measure gets a span per fetch, redirects
+// included; the page's server is not sent the trace context, which is the caller's own.
 func (f *fetcher) fetch(ctx context.Context, rawURL string, timeout time.Duration, maxBytes int64) (r result) {
 	start := time.Now()
-	defer func() { r.elapsed = time.Since(start) }()
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "sitesize.fetch", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("url.full", rawURL)))
+	defer func() {
+		r.elapsed = time.Since(start)
+		endSpan(span, r)
+	}()
 	urlCtx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 	defer cancel()
 
@@ -103,6 +114,21 @@ func (f *fetcher) fetch(ctx context.Context, rawURL string, timeout time.Duratio
 		r.err = classify(err, rawURL, ctx, urlCtx, timeout)
 	}
 	return r
+}
+
+// tracerName names the sitesize spans' instrumentation.
+const tracerName = "github.com/concur-dev/concur/services/sitesize"
+
+// endSpan ends a fetch's span with what the fetch measured.
+func endSpan(span trace.Span, r result) {
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("concur.sitesize.size_bytes", r.size), attribute.Int("http.response.status_code", int(r.status)),
+			attribute.Int("concur.sitesize.redirects", int(r.redirects)), attribute.Bool("concur.sitesize.truncated", r.truncated))
+		if r.err != nil {
+			span.SetStatus(otelcodes.Error, r.err.GetCode().String()+": "+r.err.GetMessage())
+		}
+	}
+	span.End()
 }
 
 // classify maps a fetch's error to the contract's codes; ctx is the batch's, urlCtx the
