@@ -112,30 +112,6 @@ func TestSitesSection(t *testing.T) {
 	}
 }
 
-// asyncTranscript is the async section's output, announcements aside.
-const asyncTranscript = `user A                                      user B
-<welcome: starting in upper case mode>
-                                            <welcome: starting in upper case mode>
-> hello
-Upper-cased: 'HELLO'
-                                            > hello
-                                            Upper-cased: 'HELLO'
-> title
-<switching to title case mode>
-> hello world
-Title-cased: 'Hello World'
-                                            > hello world
-                                            Upper-cased: 'HELLO WORLD'
-> thinking about concurrency
-Title-cased: 'Thinking About Concurrency'
-                                            > thinking about concurrency
-                                            Upper-cased: 'THINKING ABOUT CONCURRENCY'
-> quit
-<goodbye: you said quit>
-                                            > quit
-                                            <goodbye: you said quit>
-`
-
 var announcement = regexp.MustCompile(`(?m)^ *The event loop is still running at: .*\n|^\(waiting up to .*\n`)
 
 // The async section alone: the two sessions' exact exchange, and an announcement heard.
@@ -152,8 +128,12 @@ func TestAsyncSection(t *testing.T) {
 	if i < 0 || j < i {
 		t.Fatalf("no session in:\n%s", stdout)
 	}
-	if got := announcement.ReplaceAllString(stdout[i:j], ""); got != asyncTranscript {
-		t.Fatalf("the sessions showed:\n%s\nwant:\n%s", got, asyncTranscript)
+	want, err := os.ReadFile(filepath.Join("testdata", "async.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := announcement.ReplaceAllString(stdout[i:j], ""); got != string(want) {
+		t.Fatalf("the sessions showed:\n%s\nwant:\n%s", got, want)
 	}
 }
 
