@@ -4,14 +4,10 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,26 +21,13 @@ import (
 
 func TestMain(m *testing.M) { e2e.Main(m) }
 
-// page is a page the test serves for sitesize to measure.
-type page struct {
-	status int
-	body   []byte
-}
-
-// pages by path.
-var pages = map[string]page{
-	"/small":   {http.StatusOK, bytes.Repeat([]byte("a"), 1234)},
-	"/large":   {http.StatusOK, bytes.Repeat([]byte("0123456789"), 100_000)},
-	"/missing": {http.StatusNotFound, []byte("no such page\n")},
-}
-
 func TestNodeClient(t *testing.T) {
 	node, npm := lookPath(t, "node"), lookPath(t, "npm")
 	npmCI(t, npm)
 	readInputs(t)
 	testkit.NoLeaks(t) // first, so that it checks last
 
-	site := servePages(t)
+	site := e2e.ServePages(t)
 	p := e2e.StartConcurd(t,
 		"--counter-db="+filepath.Join(t.TempDir(), "counter.db"),
 		"--sitesize-allow=127.0.0.1/32", "--sitesize-allow-ports="+site.Port())
@@ -52,8 +35,8 @@ func TestNodeClient(t *testing.T) {
 	urls := []string{"/small", "/large", "/missing", "/small"}
 	var args []string
 	for _, path := range urls {
-		pg := pages[path]
-		args = append(args, "--page", fmt.Sprintf("%d:%d:http://%s%s", pg.status, len(pg.body), site.Host, path))
+		pg := e2e.Pages[path]
+		args = append(args, "--page", fmt.Sprintf("%d:%d:http://%s%s", pg.Status, len(pg.Body), site.Host, path))
 	}
 
 	t.Run("agrees", func(t *testing.T) {
@@ -74,12 +57,12 @@ func TestNodeClient(t *testing.T) {
 	// The client's checks can fail: told to expect a size the page does not have, it exits
 	// non-zero and says which result differs and how.
 	t.Run("a mismatch fails", func(t *testing.T) {
-		small := pages["/small"]
-		out, err := runClient(t, node, p.Addr, "--page", fmt.Sprintf("200:%d:http://%s/small", len(small.body)+1, site.Host))
+		small := e2e.Pages["/small"]
+		out, err := runClient(t, node, p.Addr, "--page", fmt.Sprintf("200:%d:http://%s/small", len(small.Body)+1, site.Host))
 		if e2e.ExitCode(err) != 1 {
 			t.Fatalf("node client.js with a wrong size: %v, want exit status 1\n%s", err, out)
 		}
-		want := fmt.Sprintf(`MISMATCH: Measure result 0: got {"url":"http://%s/small","status":200,"size":"%d"`, site.Host, len(small.body))
+		want := fmt.Sprintf(`MISMATCH: Measure result 0: got {"url":"http://%s/small","status":200,"size":"%d"`, site.Host, len(small.Body))
 		if !strings.Contains(out, want) {
 			t.Fatalf("node client.js with a wrong size said:\n%s\nwant a line starting %s", out, want)
 		}
@@ -157,25 +140,6 @@ func lockedPackages(t *testing.T, file string) map[string]lockedPackage {
 		t.Fatalf("%s: %v", file, err)
 	}
 	return lock.Packages
-}
-
-// servePages serves pages on loopback and returns the server's address.
-func servePages(t *testing.T) *url.URL {
-	t.Helper()
-	mux := http.NewServeMux()
-	for path, pg := range pages {
-		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
-			w.WriteHeader(pg.status)
-			w.Write(pg.body)
-		})
-	}
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	u, err := url.Parse(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }
 
 // runClient runs client.js against addr and returns what it printed, stdout and stderr.

@@ -9,9 +9,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,19 +32,6 @@ const install = "This test runs concur's Python clients and needs Python 3 with 
 	"protobuf-compiler-grpc libprotobuf-dev`. .ci/run installs them itself. $CONCUR_PYTHON " +
 	"names another Python to try first."
 
-// page is a page the test serves for sitesize to measure.
-type page struct {
-	status int
-	body   []byte
-}
-
-// pages by path.
-var pages = map[string]page{
-	"/small":   {http.StatusOK, bytes.Repeat([]byte("a"), 1234)},
-	"/large":   {http.StatusOK, bytes.Repeat([]byte("0123456789"), 100_000)},
-	"/missing": {http.StatusNotFound, []byte("no such page\n")},
-}
-
 var announcement = regexp.MustCompile(`(?m)^ *The event loop is still running at: .*\n`)
 
 func TestPythonClients(t *testing.T) {
@@ -56,7 +40,7 @@ func TestPythonClients(t *testing.T) {
 	generate(t, py.root, py.gen)
 	testkit.NoLeaks(t) // first of the cleanups, so that it checks last
 
-	site := servePages(t)
+	site := e2e.ServePages(t)
 	demoPort := freePort(t)
 	p := e2e.StartConcurd(t,
 		"--counter-db="+filepath.Join(t.TempDir(), "counter.db"),
@@ -78,7 +62,7 @@ func TestPythonClients(t *testing.T) {
 			t.Errorf("concurd printed:\n%s\nwant:\n%s", out, talkOutput(1, 12))
 		}
 		for _, u := range pageURLs {
-			if want := fmt.Sprintf("(%s, %d)\n", pyString(u), len(pages[strings.TrimPrefix(u, "http://"+site.Host)].body)); !strings.Contains(stdout, want) {
+			if want := fmt.Sprintf("(%s, %d)\n", pyString(u), len(e2e.Pages[strings.TrimPrefix(u, "http://"+site.Host)].Body)); !strings.Contains(stdout, want) {
 				t.Errorf("the talk does not show %q", want)
 			}
 		}
@@ -119,8 +103,8 @@ func TestPythonClients(t *testing.T) {
 
 	var checkArgs []string
 	for _, u := range pageURLs {
-		pg := pages[strings.TrimPrefix(u, "http://"+site.Host)]
-		checkArgs = append(checkArgs, "--page", fmt.Sprintf("%d:%d:%s", pg.status, len(pg.body), u))
+		pg := e2e.Pages[strings.TrimPrefix(u, "http://"+site.Host)]
+		checkArgs = append(checkArgs, "--page", fmt.Sprintf("%d:%d:%s", pg.Status, len(pg.Body), u))
 	}
 
 	t.Run("check", func(t *testing.T) {
@@ -142,10 +126,10 @@ func TestPythonClients(t *testing.T) {
 	// The check can fail: told to expect a size the page does not have, it exits 1 and says
 	// which result differs and how.
 	t.Run("a mismatch fails", func(t *testing.T) {
-		small := pages["/small"]
-		stderr := py.run(t, 1, "check.py", "--addr", p.Addr, "--page", fmt.Sprintf("200:%d:%s", len(small.body)+1, pageURLs[0]))
+		small := e2e.Pages["/small"]
+		stderr := py.run(t, 1, "check.py", "--addr", p.Addr, "--page", fmt.Sprintf("200:%d:%s", len(small.Body)+1, pageURLs[0]))
 		want := fmt.Sprintf("MISMATCH: Measure result 0 (url, status, size, truncated, error): got (%[1]s, 200, %[2]d, False, False), want (%[1]s, 200, %[3]d, False, False)\n",
-			pyString(pageURLs[0]), len(small.body), len(small.body)+1)
+			pyString(pageURLs[0]), len(small.Body), len(small.Body)+1)
 		if stderr != want {
 			t.Errorf("the check said %q, want %q", stderr, want)
 		}
@@ -279,25 +263,6 @@ func generate(t *testing.T, root, gen string) {
 	if err != nil {
 		t.Fatalf("generate.sh: %v\n%s\n%s", err, out, install)
 	}
-}
-
-// servePages serves pages on loopback and returns the server's address.
-func servePages(t *testing.T) *url.URL {
-	t.Helper()
-	mux := http.NewServeMux()
-	for path, pg := range pages {
-		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
-			w.WriteHeader(pg.status)
-			w.Write(pg.body)
-		})
-	}
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	u, err := url.Parse(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }
 
 // freePort returns a loopback port that nothing listens on: one for the talk's demo sites,
