@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
+	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/testkit"
 )
 
@@ -40,7 +40,7 @@ func TestRunc(t *testing.T) {
 	work := t.TempDir()
 	bundle, state := filepath.Join(work, "bundle"), filepath.Join(work, "runc")
 	mustRun(t, "umoci", "unpack", "--image", filepath.Join(dir, "oci")+":"+b.tag.TagStr(), bundle)
-	addr := freeAddr(t)
+	addr := e2e.FreeAddr(t)
 	configure(t, filepath.Join(bundle, "config.json"), "--listen="+addr)
 
 	id := fmt.Sprintf("concur-image-test-%d-%d", os.Getpid(), time.Now().UnixNano())
@@ -190,17 +190,6 @@ func callEach(ctx context.Context, t *testing.T, conn *grpc.ClientConn) {
 	if err != nil || r.GetText() != "Hello From The Image" {
 		t.Errorf("Case: %q, %v", r.GetText(), err)
 	}
-}
-
-// freeAddr is a loopback address with a port free at the time of the call.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func mustRun(t *testing.T, name string, args ...string) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,7 +33,7 @@ func TestSIGKILLLosesNoCount(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			file := filepath.Join(dir, "printed.txt")
-			printerAddr, counterAddr := freeAddr(t), freeAddr(t)
+			printerAddr, counterAddr := e2e.FreeAddr(t), e2e.FreeAddr(t)
 			printerArgs := []string{"--services=printer", "--listen=" + printerAddr, "--jitter=200us",
 				"--printer-file=" + file, "--printer-stdout=false"}
 			counterArgs := []string{"--services=counter", "--listen=" + counterAddr, "--jitter=200us",
@@ -161,16 +160,4 @@ func printedCounts(t *testing.T, file string) []int {
 		counts = append(counts, n)
 	}
 	return counts
-}
-
-// freeAddr is a loopback address with a port nobody listens on, so that a process can be
-// restarted on it.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -41,7 +41,10 @@ func TestPythonClients(t *testing.T) {
 	testkit.NoLeaks(t) // first of the cleanups, so that it checks last
 
 	site := e2e.ServePages(t)
-	demoPort := freePort(t)
+	// An address for the talk's demo sites, which concurd must be allowed to fetch from before
+	// the talk serves them.
+	demoAddr := e2e.FreeAddr(t)
+	_, demoPort, _ := net.SplitHostPort(demoAddr)
 	p := e2e.StartConcurd(t,
 		"--counter-db="+filepath.Join(t.TempDir(), "counter.db"),
 		"--sitesize-allow=127.0.0.1/32", "--sitesize-allow-ports="+site.Port()+","+demoPort,
@@ -85,10 +88,10 @@ func TestPythonClients(t *testing.T) {
 
 	// Without URLs the talk serves the talk's sites, at the sizes of internal/demosites.
 	t.Run("talk with the demo sites", func(t *testing.T) {
-		stdout := py.run(t, 0, "talk.py", "--addr", p.Addr, "--demo-sites-listen=127.0.0.1:"+demoPort)
+		stdout := py.run(t, 0, "talk.py", "--addr", p.Addr, "--demo-sites-listen="+demoAddr)
 		checkThreading(t, stdout, 13, 22) // the ten workers of the talk, after the 12 above
 		for _, s := range demosites.Sites {
-			line, want := fmt.Sprintf("('http://127.0.0.1:%s/%s/', %d)\n", demoPort, s.Host, s.Size), 1
+			line, want := fmt.Sprintf("('http://%s/%s/', %d)\n", demoAddr, s.Host, s.Size), 1
 			if s.Host == "www.cnbc.com" {
 				want = 2 // listed twice, as in the talk
 			}
@@ -136,7 +139,7 @@ func TestPythonClients(t *testing.T) {
 	})
 
 	t.Run("concurd unreachable", func(t *testing.T) {
-		addr := "127.0.0.1:" + freePort(t)
+		addr := e2e.FreeAddr(t)
 		stderr := py.run(t, 1, "talk.py", "--addr", addr)
 		if want := "talk.py: cannot reach concurd at " + addr + ": "; !strings.HasPrefix(stderr, want) {
 			t.Errorf("the talk said %q, want it to start with %q", stderr, want)
@@ -263,20 +266,4 @@ func generate(t *testing.T, root, gen string) {
 	if err != nil {
 		t.Fatalf("generate.sh: %v\n%s\n%s", err, out, install)
 	}
-}
-
-// freePort returns a loopback port that nothing listens on: one for the talk's demo sites,
-// which concurd must be allowed to fetch from before the talk serves them.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
 }
