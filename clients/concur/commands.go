@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"strings"
 
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
@@ -102,18 +100,7 @@ func watch(*flag.FlagSet) action {
 		if err != nil {
 			return err
 		}
-		for {
-			r, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if err := s.show(r, fmt.Sprint(r.GetValue())); err != nil {
-				return err
-			}
-		}
+		return showStream(s, stream, func(r *counterv1.WatchResponse) string { return fmt.Sprint(r.GetValue()) })
 	}
 }
 
@@ -158,18 +145,7 @@ func tail(fs *flag.FlagSet) action {
 		if err != nil {
 			return err
 		}
-		for {
-			r, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if err := s.show(r, strings.Join(r.GetLines(), "\n")); err != nil {
-				return err
-			}
-		}
+		return showStream(s, stream, func(r *printerv1.TailResponse) string { return strings.Join(r.GetLines(), "\n") })
 	}
 }
 
@@ -195,20 +171,14 @@ func size(*flag.FlagSet) action {
 			return err
 		}
 		failed := 0
-		for {
-			r, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return err
-			}
+		err = showStream(s, stream, func(r *sitesizev1.MeasureResponse) string {
 			if r.GetError() != nil {
 				failed++
 			}
-			if err := s.show(r, report.Line(r)); err != nil {
-				return err
-			}
+			return report.Line(r)
+		})
+		if err != nil {
+			return err
 		}
 		if failed > 0 {
 			return cli.Failed("%d of %d URLs could not be measured", failed, len(urls))

@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -126,6 +127,23 @@ func (s *session) show(m proto.Message, text string) error {
 	}
 	_, err := fmt.Fprintln(s.out, text)
 	return err
+}
+
+// showStream shows each response of a server stream, as text makes it for a person, until
+// the stream ends.
+func showStream[Resp proto.Message](s *session, stream interface{ Recv() (Resp, error) }, text func(Resp) string) error {
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.show(r, text(r)); err != nil {
+			return err
+		}
+	}
 }
 
 // call checks req with its Validate method, so that a request that breaks a rule is a usage
