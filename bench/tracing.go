@@ -33,16 +33,16 @@ func tracingCost(ctx context.Context, e *env) ([]figure, error) {
 		return nil, err
 	}
 	otlp := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + col.addr, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
-	all, err := e.tracedClient(otlp)
+	all, err := e.dialServer(otlp)
 	if err != nil {
 		return nil, err
 	}
 	otlp["OTEL_TRACES_SAMPLER"], otlp["OTEL_TRACES_SAMPLER_ARG"] = "parentbased_traceidratio", "0.1"
-	tenth, err := e.tracedClient(otlp)
+	tenth, err := e.dialServer(otlp)
 	if err != nil {
 		return nil, err
 	}
-	untraced, err := e.noopClient()
+	untraced, err := e.dialServer(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +87,12 @@ func tracingCost(ctx context.Context, e *env) ([]figure, error) {
 	return figs, nil
 }
 
-// tracedClient starts a server of the bench's stack with the OTEL_* variables vars set, so
-// that it traces as concurd would with them, and connects to it through internal/dial
-// without tracing. The variables are unset again and tracing is turned off for what is made
-// after it; the server keeps its tracer provider, and flushes it when the run ends.
-func (e *env) tracedClient(vars map[string]string) (*grpc.ClientConn, error) {
+// dialServer starts a server of the bench's stack with the OTEL_* variables vars set, so
+// that it traces as concurd would with them (not at all with none), and connects to it
+// through internal/dial without tracing, as concur's clients do. The variables are unset
+// again and tracing is turned off for what is made after it; the server keeps its tracer
+// provider, and flushes it when the run ends.
+func (e *env) dialServer(vars map[string]string) (*grpc.ClientConn, error) {
 	for k, v := range vars {
 		os.Setenv(k, v)
 	}
@@ -100,21 +101,6 @@ func (e *env) tracedClient(vars map[string]string) (*grpc.ClientConn, error) {
 		os.Unsetenv(k)
 	}
 	telemetry.Use(nil)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := dial.Config{Addr: srv.Addr().String()}.Dial()
-	if err != nil {
-		return nil, err
-	}
-	e.closers = append(e.closers, func() { conn.Close() })
-	return conn, nil
-}
-
-// noopClient starts a server of the bench's stack and connects to it through internal/dial,
-// as concur's clients do.
-func (e *env) noopClient() (*grpc.ClientConn, error) {
-	srv, _, err := e.server()
 	if err != nil {
 		return nil, err
 	}
