@@ -2,12 +2,12 @@ package observability
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/concur-dev/concur/internal/e2e"
 )
 
 // sample is one line of Prometheus's text exposition: a series and its value.
@@ -23,16 +23,7 @@ type scrape []sample
 // scrapeMetrics reads http://addr/metrics.
 func scrapeMetrics(t *testing.T, addr string) scrape {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := parseExposition(string(body))
+	s, err := parseExposition(e2e.Metrics(t, addr))
 	if err != nil {
 		t.Fatalf("%s/metrics: %v", addr, err)
 	}

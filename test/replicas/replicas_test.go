@@ -443,18 +443,8 @@ func (s *site) wait(t *testing.T, ctx context.Context, page string, n int, ended
 // of labels.
 func metric(t *testing.T, p *e2e.Process, name string, labels ...string) int {
 	t.Helper()
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Get("http://" + p.MetricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sum := 0
-	for line := range strings.Lines(string(body)) {
+	for line := range strings.Lines(e2e.Metrics(t, p.MetricsAddr)) {
 		if !strings.HasPrefix(line, name+"{") || slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(line, l) }) {
 			continue
 		}
