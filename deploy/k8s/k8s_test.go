@@ -21,7 +21,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -397,13 +396,11 @@ func (o objects) service(name string) *corev1.Service {
 	return nil
 }
 
+// selects is a selector as workloads, Services and PodDisruptionBudgets read it: unlike
+// NetworkPolicy's (matches), an empty one selects nothing.
 func selects(t *testing.T, sel *metav1.LabelSelector, l map[string]string) bool {
 	t.Helper()
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sel != nil && !s.Empty() && s.Matches(labels.Set(l))
+	return sel != nil && (len(sel.MatchLabels) > 0 || len(sel.MatchExpressions) > 0) && matches(t, sel, l)
 }
 
 func labelSelector(l map[string]string) *metav1.LabelSelector {
