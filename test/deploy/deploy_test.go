@@ -18,17 +18,6 @@ import (
 
 func TestMain(m *testing.M) { e2e.Main(m) }
 
-// talkOutput is what the talk's right way prints for the counts from to last.
-func talkOutput(from, last int) string {
-	var b strings.Builder
-	b.WriteString("Starting up\n")
-	for n := from; n <= last; n++ {
-		fmt.Fprintf(&b, "The count is %d\n---------------\n", n)
-	}
-	b.WriteString("Finishing up\n")
-	return b.String()
-}
-
 // deployment is the four services, each in its own concurd, with the printer and the
 // counter keeping their state in dir.
 type deployment struct {
@@ -87,7 +76,7 @@ func TestFourProcesses(t *testing.T) {
 	d.caser = e2e.StartConcurd(t, "--services=caser", "--caser-announce=300ms")
 
 	stdout := d.talk(t, "--sites="+sites)
-	want := "The printer wrote, read back with Tail (its jobs 1 to 12):\n" + talkOutput(1, 10) + "\n"
+	want := "The printer wrote, read back with Tail (its jobs 1 to 12):\n" + e2e.TalkOutput(1, 10) + "\n"
 	for _, s := range []string{want, "Every check passed: threading, sites, async.", "The event loop is still running at: "} {
 		if !strings.Contains(stdout, s) {
 			t.Fatalf("no %q in the talk's output:\n%s", s, stdout)
@@ -98,8 +87,8 @@ func TestFourProcesses(t *testing.T) {
 			t.Errorf("no %s in the talk's output:\n%s", line, stdout)
 		}
 	}
-	if got := d.printed(t); got != talkOutput(1, 10) {
-		t.Fatalf("the printer's file:\n%s\nwant:\n%s", got, talkOutput(1, 10))
+	if got := d.printed(t); got != e2e.TalkOutput(1, 10) {
+		t.Fatalf("the printer's file:\n%s\nwant:\n%s", got, e2e.TalkOutput(1, 10))
 	}
 
 	// The counter first, so that it hands the printer all it has; then the others.
@@ -107,8 +96,8 @@ func TestFourProcesses(t *testing.T) {
 	d.printer.Stop(t)
 	d.sitesize.Stop(t)
 	d.caser.Stop(t)
-	if got := d.printed(t); got != talkOutput(1, 10) {
-		t.Fatalf("after SIGTERM, the printer's file:\n%s\nwant:\n%s", got, talkOutput(1, 10))
+	if got := d.printed(t); got != e2e.TalkOutput(1, 10) {
+		t.Fatalf("after SIGTERM, the printer's file:\n%s\nwant:\n%s", got, e2e.TalkOutput(1, 10))
 	}
 
 	d.startPrinter(t)
@@ -118,12 +107,12 @@ func TestFourProcesses(t *testing.T) {
 		t.Fatalf("the counter started again on its database reads %v, %v; want 10", g, err)
 	}
 	stdout = d.talk(t, "--section=threading")
-	if want := "The printer wrote, read back with Tail (its jobs 13 to 24):\n" + talkOutput(11, 20) + "\n"; !strings.Contains(stdout, want) {
+	if want := "The printer wrote, read back with Tail (its jobs 13 to 24):\n" + e2e.TalkOutput(11, 20) + "\n"; !strings.Contains(stdout, want) {
 		t.Fatalf("the second talk:\n%s\nwant:\n%s", stdout, want)
 	}
 	d.counter.Stop(t)
 	d.printer.Stop(t)
-	if got, want := d.printed(t), talkOutput(1, 10)+talkOutput(11, 20); got != want {
+	if got, want := d.printed(t), e2e.TalkOutput(1, 10)+e2e.TalkOutput(11, 20); got != want {
 		t.Fatalf("the printer's file after two talks:\n%s\nwant:\n%s", got, want)
 	}
 }

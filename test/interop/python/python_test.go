@@ -61,8 +61,8 @@ func TestPythonClients(t *testing.T) {
 		// On a fresh counter the workers count 1 to 12, and the printer wrote exactly the talk's
 		// output, which concurd printed too.
 		checkThreading(t, stdout, 1, 12)
-		if out := p.WaitStdout(t, len(talkOutput(1, 12))); out != talkOutput(1, 12) {
-			t.Errorf("concurd printed:\n%s\nwant:\n%s", out, talkOutput(1, 12))
+		if out := p.WaitStdout(t, len(e2e.TalkOutput(1, 12))); out != e2e.TalkOutput(1, 12) {
+			t.Errorf("concurd printed:\n%s\nwant:\n%s", out, e2e.TalkOutput(1, 12))
 		}
 		for _, u := range pageURLs {
 			if want := fmt.Sprintf("(%s, %d)\n", pyString(u), len(e2e.Pages[strings.TrimPrefix(u, "http://"+site.Host)].Body)); !strings.Contains(stdout, want) {
@@ -179,24 +179,13 @@ func (py *python) run(t *testing.T, code int, script string, args ...string) str
 // first to last, and the counter's final value.
 func checkThreading(t *testing.T, stdout string, first, last int) {
 	t.Helper()
-	if !strings.Contains(stdout, "):\n"+talkOutput(first, last)+"\n") {
-		t.Fatalf("the talk did not read back the talk's output for the counts %d to %d:\n%s", first, last, talkOutput(first, last))
+	if !strings.Contains(stdout, "):\n"+e2e.TalkOutput(first, last)+"\n") {
+		t.Fatalf("the talk did not read back the talk's output for the counts %d to %d:\n%s", first, last, e2e.TalkOutput(first, last))
 	}
 	n := last - first + 1
 	if want := fmt.Sprintf("The counter reads %d after %d increments from %d.\n", last, n, first-1); !strings.Contains(stdout, want) {
 		t.Errorf("the talk does not say %q", want)
 	}
-}
-
-// talkOutput is what the talk's right way prints, for the counts first to last.
-func talkOutput(first, last int) string {
-	var b strings.Builder
-	b.WriteString("Starting up\n")
-	for n := first; n <= last; n++ {
-		fmt.Fprintf(&b, "The count is %d\n---------------\n", n)
-	}
-	b.WriteString("Finishing up\n")
-	return b.String()
 }
 
 // pyString is s as Python's repr() shows it, for the strings of this test.
