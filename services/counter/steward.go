@@ -252,7 +252,11 @@ func (s *steward) start(shard int, rev int64) error {
 	}
 	d := s.deps
 	d.Log = s.log.With("shard", shard)
-	svc, err := start(s.cfg, d, st, d.Log, s.metrics, shardBatch)
+	// The counters of increments, commits and resends are shared; the outbox's measures
+	// belong to the shard's owner, so each shard has its own, unregistered.
+	m := &metrics{increments: s.metrics.increments, commitSeconds: s.metrics.commitSeconds, resent: s.metrics.resent,
+		outbox: prometheus.NewGauge(prometheus.GaugeOpts{Name: "concur_counter_outbox_jobs"})}
+	svc, err := start(s.cfg, d, st, d.Log, m, shardBatch)
 	if err != nil {
 		return err
 	}
