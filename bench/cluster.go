@@ -75,7 +75,7 @@ func counterCluster(ctx context.Context, e *env) ([]figure, error) {
 			return nil, err
 		}
 	}
-	if err := waitOwned(ctx, etcd, nil); err != nil {
+	if err := waitOwned(ctx, etcd, nodes); err != nil {
 		return nil, err
 	}
 
@@ -276,7 +276,7 @@ func waitOwned(ctx context.Context, etcd *clientv3.Client, nodes []*clusterNode)
 			fair = fair && per[n.addr] >= clusterShards/len(nodes)
 		}
 		if fair {
-			return nil
+			return waitRouted(ctx, nodes)
 		}
 		select {
 		case <-ctx.Done():
@@ -284,6 +284,27 @@ func waitOwned(ctx context.Context, etcd *clientv3.Client, nodes []*clusterNode)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// waitRouted waits until every node routes every counter of the load: a node learns of a
+// shard's new owner from etcd's watch, a moment after etcd knows.
+func waitRouted(ctx context.Context, nodes []*clusterNode) error {
+	for _, n := range nodes {
+		for i := range clusterNames {
+			for {
+				_, err := n.client.Get(ctx, &counterv1.GetRequest{Name: fmt.Sprintf("c%03d", i)})
+				if err == nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // shardOwners reads the owner of each owned shard from etcd.
@@ -327,7 +348,7 @@ func clusterCommits(nodes []*clusterNode) (incs, txns float64, err error) {
 			switch name {
 			case "concur_counter_increments_total":
 				incs += f
-			case "concur_counter_commit_seconds_count":
+			case "concur_counter_etcd_txns_total":
 				txns += f
 			}
 		}

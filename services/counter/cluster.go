@@ -48,9 +48,15 @@ func NewCluster(cfg Config, d Deps) (*Cluster, error) {
 		Name: "concur_counter_fenced_commits_total",
 		Help: "Commits etcd refused because another node owns the shard now: this node had lost its lease.",
 	})
+	txns := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "concur_counter_etcd_txns_total",
+		Help: "etcd transactions that committed the shards' batches: each holds every commit that waited for it.",
+	})
 	if d.Metrics != nil {
-		if err := d.Metrics.Register(fenced); err != nil {
-			return nil, fmt.Errorf("register counter metrics: %w", err)
+		for _, c := range []prometheus.Collector{fenced, txns} {
+			if err := d.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("register counter metrics: %w", err)
+			}
 		}
 	}
 	tlsConf, err := cfg.Cluster.tls()
@@ -68,13 +74,17 @@ func NewCluster(cfg Config, d Deps) (*Cluster, error) {
 	}
 	c := &Cluster{shards: cfg.Cluster.Shards, client: client, done: make(chan struct{})}
 	c.table.Store(&table{owners: make([]string, c.shards)})
-	s := &steward{cfg: cfg, deps: d, log: log, metrics: m, fenced: fenced, client: client, shards: c.shards, id: id,
+	w := &committer{kv: client, timeout: etcdTimeout, inbox: make(chan *commitReq, c.shards), stopped: make(chan struct{}), txns: txns}
+	s := &steward{cfg: cfg, deps: d, log: log, metrics: m, fenced: fenced, client: client, committer: w, shards: c.shards, id: id,
 		self: cfg.Cluster.Advertise, table: &c.table, trouble: make(chan int, c.shards),
 		running: map[int]*running{}, conns: map[string]*grpc.ClientConn{}}
 	ctx, stop := context.WithCancel(context.Background())
+	wctx, stopCommitter := context.WithCancel(context.Background())
 	c.stop = stop
+	go w.run(wctx)
 	go func() {
 		defer close(c.done)
+		defer stopCommitter() // once the shards have made their last commits
 		s.run(ctx)
 	}()
 	log.Info("counter node started", "etcd", cfg.Cluster.Etcd, "advertise", s.self, "shards", c.shards, "cluster", id)

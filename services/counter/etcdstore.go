@@ -13,15 +13,17 @@ import (
 
 // etcdStore keeps one shard in etcd (docs/cluster.md). Like every store it belongs to its
 // shard's owner goroutine. Every commit is one transaction whose compare is the fence: the
-// shard's owner key still has the create revision this node's claim made it with.
+// shard's owner key still has the create revision this node's claim made it with; the node's
+// committer puts the commits of its shards that wait at the same time in one transaction.
 type etcdStore struct {
-	kv       clientv3.KV
-	prefix   string // the shard's keys: prefix+"m", prefix+"c/"+name, prefix+"b/"+seq
-	ownerKey string
-	rev      int64 // the owner key's create revision when this node claimed the shard
-	source   string
-	timeout  time.Duration // the most one load or commit waits for etcd
-	failed   func(error)   // told when a commit fails, errFenced when it failed its fence
+	kv        clientv3.KV
+	committer *committer // writes this node's commits, the fence of each in the transaction
+	prefix    string     // the shard's keys: prefix+"m", prefix+"c/"+name, prefix+"b/"+seq
+	ownerKey  string
+	rev       int64 // the owner key's create revision when this node claimed the shard
+	source    string
+	timeout   time.Duration // the most one load or commit waits for etcd
+	failed    func(error)   // told when a commit fails, errFenced when it failed its fence
 
 	// The owner goroutine's: the last print job acknowledged, and the batch keys in etcd,
 	// oldest first, so that a commit can delete those nothing needs any more.
@@ -110,16 +112,11 @@ func (s *etcdStore) commit(w *writes) error {
 	if del, ok := s.obsolete(len(w.forgotten)); ok {
 		ops = append(ops, del)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
-	resp, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(s.ownerKey), "=", s.rev)).Then(ops...).Commit()
-	switch {
-	case err != nil:
-		err = fmt.Errorf("commit shard %s to etcd: %w", s.prefix, err)
-	case !resp.Succeeded:
-		err = errFenced
-	}
+	err := s.committer.do(&commitReq{ownerKey: s.ownerKey, rev: s.rev, ops: ops, done: make(chan error, 1)})
 	if err != nil {
+		if !errors.Is(err, errFenced) {
+			err = fmt.Errorf("commit shard %s to etcd: %w", s.prefix, err)
+		}
 		s.failed(err)
 	}
 	return err

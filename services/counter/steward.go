@@ -55,17 +55,18 @@ type running struct {
 // session, the shards it serves and the connections to the other nodes. It takes its share
 // of the shards, gives up what is above it, and publishes the routing table.
 type steward struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	metrics *metrics
-	fenced  prometheus.Counter
-	client  *clientv3.Client
-	shards  int
-	id      string // the cluster's id, in each shard's printer source
-	self    string
-	table   *atomic.Pointer[table]
-	trouble chan int // shards whose commit failed, from their stores
+	cfg       Config
+	deps      Deps
+	log       *slog.Logger
+	metrics   *metrics
+	fenced    prometheus.Counter
+	client    *clientv3.Client
+	committer *committer
+	shards    int
+	id        string // the cluster's id, in each shard's printer source
+	self      string
+	table     *atomic.Pointer[table]
+	trouble   chan int // shards whose commit failed, from their stores
 
 	// The steward goroutine's.
 	session *concurrency.Session
@@ -234,12 +235,13 @@ func (s *steward) release(ctx context.Context, shard int, rev int64) {
 // start serves a shard this node has claimed: it loads it from etcd and runs its owner.
 func (s *steward) start(shard int, rev int64) error {
 	st := &etcdStore{
-		kv:       s.client,
-		prefix:   shardPrefix(shard),
-		ownerKey: ownerKey(shard),
-		rev:      rev,
-		source:   fmt.Sprintf("counter-%s-%03d", s.id, shard),
-		timeout:  etcdTimeout,
+		kv:        s.client,
+		committer: s.committer,
+		prefix:    shardPrefix(shard),
+		ownerKey:  ownerKey(shard),
+		rev:       rev,
+		source:    fmt.Sprintf("counter-%s-%03d", s.id, shard),
+		timeout:   etcdTimeout,
 		failed: func(err error) {
 			if errors.Is(err, errFenced) {
 				s.fenced.Inc()
