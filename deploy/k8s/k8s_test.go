@@ -281,7 +281,7 @@ func checkPod(t *testing.T, w workload) {
 	case "printer":
 		files = append(files, w.cfg.Printer.File)
 	case "counter":
-		if w.cfg.Counter.DB != counter.Memory {
+		if w.cfg.Counter.DB != counter.Memory && !w.cfg.Counter.Cluster.Enabled() {
 			files = append(files, w.cfg.Counter.DB)
 		}
 	}
@@ -305,7 +305,9 @@ func checkScaling(t *testing.T, o objects, w workload) {
 			t.Fatalf("%sthe %s keeps state: want a StatefulSet", where, w.service)
 		}
 		s := o.statefulSets[i]
-		if ptrValue(s.Spec.Replicas) != 1 {
+		if w.service == "counter" && w.cfg.Counter.Cluster.Enabled() {
+			checkCounterCluster(t, o, w, s)
+		} else if ptrValue(s.Spec.Replicas) != 1 {
 			t.Errorf("%sreplicas %d: the %s's owner must be one", where, ptrValue(s.Spec.Replicas), w.service)
 		}
 		if svc := o.service(s.Spec.ServiceName); svc == nil || svc.Spec.ClusterIP != corev1.ClusterIPNone || !selects(t, labelSelector(svc.Spec.Selector), w.template.Labels) {
@@ -434,4 +436,38 @@ func first[T any](a, b *T) *T {
 		return a
 	}
 	return b
+}
+
+// checkCounterCluster checks a counter that runs as a cluster on etcd (docs/cluster.md): at
+// least three nodes, each advertising its own pod under the headless Service on the port it
+// serves, etcd reached off the pod, and a budget that drains one node at a time.
+func checkCounterCluster(t *testing.T, o objects, w workload, s *appsv1.StatefulSet) {
+	t.Helper()
+	where := w.kind + " " + w.name + ": "
+	if ptrValue(s.Spec.Replicas) < 3 {
+		t.Errorf("%sreplicas %d: a counter cluster wants at least 3 nodes", where, ptrValue(s.Spec.Replicas))
+	}
+	host, port := splitPort(t, w.cfg.Counter.Cluster.Advertise)
+	_, listen := splitPort(t, w.cfg.Serve.Listen)
+	if host != "$(POD_NAME)."+s.Spec.ServiceName || port != listen {
+		t.Errorf("%s--counter-advertise=%s, want $(POD_NAME).%s:%d, the pod's own name under its headless Service", where, w.cfg.Counter.Cluster.Advertise, s.Spec.ServiceName, listen)
+	}
+	c := w.template.Spec.Containers[0]
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name"
+	}) {
+		t.Errorf("%sPOD_NAME is not the pod's name, which --counter-advertise needs", where)
+	}
+	for e := range strings.SplitSeq(w.cfg.Counter.Cluster.Etcd, ",") {
+		host := strings.TrimPrefix(strings.TrimPrefix(e, "http://"), "https://")
+		host, _, _ = strings.Cut(host, ":")
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() || host == "localhost" {
+			t.Errorf("%s--counter-etcd names %s, which is no etcd outside the pod", where, e)
+		}
+	}
+	if !slices.ContainsFunc(o.budgets, func(b *policyv1.PodDisruptionBudget) bool {
+		return b.Namespace == w.namespace && b.Spec.MaxUnavailable != nil && b.Spec.MaxUnavailable.IntValue() == 1 && selects(t, b.Spec.Selector, w.template.Labels)
+	}) {
+		t.Errorf("%sno PodDisruptionBudget lets one node at a time go", where)
+	}
 }

@@ -141,7 +141,13 @@ func newCounter(c Config, srv *serve.Server, log *slog.Logger) (serve.Service, e
 	case slices.Contains(c.Services, "printer"):
 		deps.Printer = printerv1.NewPrinterServiceClient(srv.Local())
 	}
-	svc, err := counter.New(c.Counter, deps)
+	var svc serve.Service
+	var err error
+	if c.Counter.Cluster.Enabled() {
+		svc, err = counter.NewCluster(c.Counter, deps)
+	} else {
+		svc, err = counter.New(c.Counter, deps)
+	}
 	switch {
 	case err != nil && conn != nil:
 		conn.Close()

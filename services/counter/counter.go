@@ -55,6 +55,7 @@ type Config struct {
 	RequestIDTTL time.Duration // how long a request id is remembered
 	RequestIDMax int           // most request ids remembered
 	MaxNames     int           // most counters
+	Cluster      ClusterConfig // with etcd endpoints, the counter is a cluster node
 }
 
 // RegisterFlags defines the counter's flags on fs, with their defaults.
@@ -64,6 +65,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RequestIDTTL, "counter-request-id-ttl", 24*time.Hour, "how long a request_id is remembered, so that a retry applies nothing")
 	fs.IntVar(&c.RequestIDMax, "counter-request-id-max", 100_000, "most request_ids remembered; the oldest are forgotten first")
 	fs.IntVar(&c.MaxNames, "counter-max-names", 100_000, "most counters; past it an increment that would create one answers RESOURCE_EXHAUSTED, while existing counters keep counting")
+	c.Cluster.registerFlags(fs)
 }
 
 // DefaultDB is the folder counter in concur's folder under the user's state directory
@@ -144,6 +146,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 			return nil, err
 		}
 	}
+	return start(cfg, d, st, log, m, batchIncrements)
+}
+
+// start loads st and starts the owner, whose batches take at most batch increments, and,
+// with a printer, the forwarder. It closes st if the load fails.
+func start(cfg Config, d Deps, st store, log *slog.Logger, m *metrics, batch int) (*Service, error) {
 	loaded, err := st.load(d.Printer != nil)
 	if err != nil {
 		st.close()
@@ -154,6 +162,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		closing: make(chan struct{}),
 		stopFwd: func() {},
 	}
+	s.owner.batch = batch
 	go s.owner.run()
 	if d.Printer != nil {
 		var ctx context.Context

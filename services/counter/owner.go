@@ -29,6 +29,7 @@ const (
 type owner struct {
 	inbox   chan message
 	stopped chan struct{} // closed when the owner has exited
+	batch   int           // the most increments one batch takes
 
 	// Everything below belongs to the owner goroutine.
 	ledger    ledger
@@ -84,6 +85,7 @@ func newStreamState() *streamState { return &streamState{failed: make(chan struc
 
 func newOwner(cfg Config, st store, s *state, forwarding bool, j jitter.Jitter, log *slog.Logger, m *metrics) *owner {
 	o := &owner{
+		batch:    batchIncrements,
 		inbox:    make(chan message, inboxSize),
 		stopped:  make(chan struct{}),
 		ledger:   newLedger(cfg, s, forwarding),
@@ -107,7 +109,7 @@ func (o *owner) run() {
 		o.jitter.Sleep()
 		o.take(m)
 	drain:
-		for o.carried < batchIncrements && o.taken < inboxSize {
+		for o.carried < o.batch && o.taken < inboxSize {
 			select {
 			case m := <-o.inbox:
 				o.take(m)
