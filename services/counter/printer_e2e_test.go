@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,17 +15,6 @@ import (
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	"github.com/concur-dev/concur/internal/e2e"
 )
-
-// talkOutput is what the talk's demo prints for n workers.
-func talkOutput(n int) string {
-	var b strings.Builder
-	b.WriteString("Starting up\n")
-	for i := 1; i <= n; i++ {
-		b.WriteString("The count is " + strconv.Itoa(i) + "\n---------------\n")
-	}
-	b.WriteString("Finishing up\n")
-	return b.String()
-}
 
 // The talk's demo over real TCP, with the counter and the printer in separate concurd
 // processes and the race amplifier on: print "Starting up", 10 workers increment once each,
@@ -64,8 +52,8 @@ func TestTalkDemo(t *testing.T) {
 			t.Fatal(err)
 		}
 		cancel()
-		if got := printer.WaitStdout(t, before+len(talkOutput(10)))[before:]; got != talkOutput(10) {
-			t.Fatalf("run %d printed:\n%s\nwant:\n%s", run, got, talkOutput(10))
+		if got := printer.WaitStdout(t, before+len(e2e.TalkOutput(1, 10)))[before:]; got != e2e.TalkOutput(1, 10) {
+			t.Fatalf("run %d printed:\n%s\nwant:\n%s", run, got, e2e.TalkOutput(1, 10))
 		}
 		ctr.Stop(t)
 	}
