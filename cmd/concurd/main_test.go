@@ -128,7 +128,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("--%s is listed %d times", f.Name, n)
 		}
 	})
-	for _, want := range []string{"Counter:\n  --counter-db folder", "  --counter-request-id-ttl duration\n        how long a request_id is remembered, so that a retry applies nothing\n        (default 24h0m0s)\n  --printer-addr address\n",
+	for _, want := range []string{"Counter:\n  --counter-advertise HOST:PORT", "\n  --counter-db folder\n", "cluster's is refused (default 64)\n  --printer-addr address\n",
 		"Printer:\n  --printer-file file", "\n  2    usage error"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help lacks %q:\n%s", want, help)
