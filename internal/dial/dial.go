@@ -159,25 +159,35 @@ func (c Config) transport() (credentials.TransportCredentials, error) {
 	if !c.TLS && c.CAFile == "" && c.CertFile == "" {
 		return insecure.NewCredentials(), nil
 	}
+	conf, err := TLSConfig(c.CAFile, c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(conf), nil
+}
+
+// TLSConfig is a client's side of TLS: trust the certificates in caFile (the system's when it
+// is empty) and, with certFile and keyFile, present that certificate (mTLS).
+func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 	conf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("read CA file: %w", err)
 		}
 		conf.RootCAs = x509.NewCertPool()
 		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
 		}
 	}
-	if c.CertFile != "" || c.KeyFile != "" {
-		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if certFile != "" || keyFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("load client certificate: %w", err)
 		}
 		conf.Certificates = []tls.Certificate{pair}
 	}
-	return credentials.NewTLS(conf), nil
+	return conf, nil
 }
 
 // bearer sends "authorization: Bearer TOKEN" with every call. It allows plaintext, since

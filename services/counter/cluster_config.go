@@ -2,14 +2,14 @@ package counter
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/concur-dev/concur/internal/dial"
 )
 
 // ClusterConfig runs the counter as a node of a cluster on etcd (docs/cluster.md); with no
@@ -59,23 +59,9 @@ func (c ClusterConfig) tls() (*tls.Config, error) {
 	if c.EtcdCA == "" && c.EtcdCert == "" {
 		return nil, nil
 	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.EtcdCA != "" {
-		pem, err := os.ReadFile(c.EtcdCA)
-		if err != nil {
-			return nil, fmt.Errorf("--counter-etcd-ca: %w", err)
-		}
-		conf.RootCAs = x509.NewCertPool()
-		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--counter-etcd-ca %s: no PEM certificate in it", c.EtcdCA)
-		}
-	}
-	if c.EtcdCert != "" {
-		pair, err := tls.LoadX509KeyPair(c.EtcdCert, c.EtcdKey)
-		if err != nil {
-			return nil, fmt.Errorf("--counter-etcd-cert: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{pair}
+	conf, err := dial.TLSConfig(c.EtcdCA, c.EtcdCert, c.EtcdKey)
+	if err != nil {
+		return nil, fmt.Errorf("TLS to --counter-etcd (--counter-etcd-ca, -cert, -key): %w", err)
 	}
 	return conf, nil
 }
