@@ -336,9 +336,12 @@ func startLoad(t *testing.T, ctx context.Context, c caserv1.CaserServiceClient, 
 					return // stopped
 				}
 				l.mu.Lock()
-				if err != nil {
+				// A call in flight at the kill may have had the start of its answer from the
+				// killed replica, and gRPC retries no call whose answer has begun: it may
+				// fail, but only with UNAVAILABLE. A call started after the kill must not.
+				if err != nil && (after || status.Code(err) != codes.Unavailable) {
 					l.errs = append(l.errs, err)
-				} else if after {
+				} else if err == nil && after {
 					l.byHost[host(p.Addr)]++
 				}
 				l.mu.Unlock()
