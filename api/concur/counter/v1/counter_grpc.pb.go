@@ -56,7 +56,10 @@ type CounterServiceClient interface {
 	// client closes its side. Each request message is applied whole or not at all: a message
 	// with an increment that would overflow ends the stream with OUT_OF_RANGE, one that would
 	// create counters beyond --counter-max-names with RESOURCE_EXHAUSTED, and the messages
-	// before it stay applied.
+	// before it stay applied. On a counter cluster (--counter-etcd), where counters live in
+	// shards, a stream's counters must all be of one shard and a message holds at most 60
+	// increments, so that one shard's transaction applies it whole; a message that breaks
+	// either rule is INVALID_ARGUMENT naming increments, and the messages before it stay applied.
 	IncrementStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[IncrementStreamRequest, IncrementStreamResponse], error)
 	// Get reads a counter's current value.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
@@ -64,11 +67,13 @@ type CounterServiceClient interface {
 	// accepted before it is applied, on disk, and its print job written by the printer (in the
 	// printer's file and fsynced, when it has one).
 	// If the printer has not written them by the caller's deadline, Join answers
-	// DEADLINE_EXCEEDED: it never claims what is not true.
+	// DEADLINE_EXCEEDED: it never claims what is not true. On a counter cluster it is a barrier
+	// over every shard, and its sequence is the sum of the shards' own sequences.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	// Watch streams a counter's value: first the current value, then each new value. A slow
 	// watcher is sent the latest value when it catches up (updates coalesce); it never slows the
-	// counter down.
+	// counter down. On a counter cluster, a watch whose counter's shard moves to another node
+	// ends with UNAVAILABLE: watch again, and the new owner answers.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
@@ -165,7 +170,10 @@ type CounterServiceServer interface {
 	// client closes its side. Each request message is applied whole or not at all: a message
 	// with an increment that would overflow ends the stream with OUT_OF_RANGE, one that would
 	// create counters beyond --counter-max-names with RESOURCE_EXHAUSTED, and the messages
-	// before it stay applied.
+	// before it stay applied. On a counter cluster (--counter-etcd), where counters live in
+	// shards, a stream's counters must all be of one shard and a message holds at most 60
+	// increments, so that one shard's transaction applies it whole; a message that breaks
+	// either rule is INVALID_ARGUMENT naming increments, and the messages before it stay applied.
 	IncrementStream(grpc.ClientStreamingServer[IncrementStreamRequest, IncrementStreamResponse]) error
 	// Get reads a counter's current value.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
@@ -173,11 +181,13 @@ type CounterServiceServer interface {
 	// accepted before it is applied, on disk, and its print job written by the printer (in the
 	// printer's file and fsynced, when it has one).
 	// If the printer has not written them by the caller's deadline, Join answers
-	// DEADLINE_EXCEEDED: it never claims what is not true.
+	// DEADLINE_EXCEEDED: it never claims what is not true. On a counter cluster it is a barrier
+	// over every shard, and its sequence is the sum of the shards' own sequences.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	// Watch streams a counter's value: first the current value, then each new value. A slow
 	// watcher is sent the latest value when it catches up (updates coalesce); it never slows the
-	// counter down.
+	// counter down. On a counter cluster, a watch whose counter's shard moves to another node
+	// ends with UNAVAILABLE: watch again, and the new owner answers.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedCounterServiceServer()
 }
