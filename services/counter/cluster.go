@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,10 +35,7 @@ func NewCluster(cfg Config, d Deps) (*Cluster, error) {
 	if err := errors.Join(cfg.check(), cfg.Cluster.check()); err != nil {
 		return nil, err
 	}
-	log := d.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := d.logger()
 	m, err := newMetrics(d.Metrics, cfg.OutboxMax)
 	if err != nil {
 		return nil, err

@@ -114,6 +114,14 @@ type Deps struct {
 	Metrics prometheus.Registerer
 }
 
+// logger is Log, or a logger that drops everything when there is none.
+func (d Deps) logger() *slog.Logger {
+	if d.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.Log
+}
+
 // Service is the counter service. Call Shutdown to release it, even if it never served.
 type Service struct {
 	counterv1.UnimplementedCounterServiceServer
@@ -132,10 +140,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	log := d.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := d.logger()
 	m, err := newMetrics(d.Metrics, cfg.OutboxMax)
 	if err != nil {
 		return nil, err

@@ -111,7 +111,7 @@ func startCluster(t *testing.T) *cluster {
 	c := &cluster{etcd: startEtcd(t), file: filepath.Join(t.TempDir(), "printed.txt"), values: map[string][]int64{}}
 	c.printer = e2e.StartConcurd(t, "--services=printer", "--printer-file="+c.file, "--printer-stdout=false")
 	for range 3 {
-		addr := freeAddr(t)
+		addr := e2e.FreeAddr(t)
 		p := e2e.StartConcurd(t, "--services=counter", "--listen="+addr, "--metrics-listen=127.0.0.1:0",
 			"--counter-etcd="+strings.Join(c.etcd.endpoints(), ","), "--counter-advertise="+addr,
 			"--counter-lease="+lease.String(), "--printer-addr="+c.printer.Addr)

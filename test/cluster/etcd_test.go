@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/concur-dev/concur/internal/e2e"
 	"github.com/concur-dev/concur/internal/testkit"
 )
 
@@ -42,9 +42,9 @@ func startEtcd(t *testing.T) *etcdCluster {
 	peerURLs := map[string]string{}
 	for i := range 3 {
 		name := fmt.Sprintf("etcd%d", i)
-		peerURLs[name] = "http://" + freeAddr(t)
+		peerURLs[name] = "http://" + e2e.FreeAddr(t)
 		peers = append(peers, name+"="+peerURLs[name])
-		c.members = append(c.members, &etcdMember{name: name, client: "http://" + freeAddr(t), logs: &testkit.Buffer{}, done: make(chan struct{})})
+		c.members = append(c.members, &etcdMember{name: name, client: "http://" + e2e.FreeAddr(t), logs: &testkit.Buffer{}, done: make(chan struct{})})
 	}
 	for _, m := range c.members {
 		m.cmd = exec.Command(bin, "--name="+m.name, "--data-dir="+t.TempDir(),
@@ -115,15 +115,4 @@ func (m *etcdMember) kill(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-m.done
-}
-
-// freeAddr is a loopback address with a port free now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
