@@ -20,6 +20,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -81,6 +82,7 @@ func main() {
 	runPattern := flag.String("run", "", "run only the scenarios whose name matches this regular expression")
 	duration := flag.Duration("duration", 5*time.Second, "how long to measure each load, after a warm-up of a fifth of it")
 	rounds := flag.Int("rounds", 5, "how many times to measure each figure, next to its yardstick")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this `file`, for go tool pprof")
 	flag.Usage = func() {
 		out := flag.CommandLine.Output()
 		fmt.Fprint(out, "usage: go run ./bench [flags]\n\nflags:\n")
@@ -100,6 +102,13 @@ func main() {
 		os.Exit(2)
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	stopProfile := func() {}
+	if *cpuProfile != "" {
+		if stopProfile, err = profileCPU(*cpuProfile); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	e := &env{duration: *duration, rounds: *rounds}
 	defer e.close()
 
@@ -131,9 +140,26 @@ func main() {
 		}
 	}
 	tw.Flush()
+	stopProfile() // before os.Exit, which runs no deferred call
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// profileCPU starts a CPU profile written to path, and returns what ends it.
+func profileCPU(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // selectScenarios returns the scenarios whose name matches pattern, in their order; a pattern
