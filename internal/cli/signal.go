@@ -2,10 +2,15 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
+
+	"github.com/concur-dev/concur/internal/telemetry"
 )
 
 // Interrupted is the cause of a context that a signal ended.
@@ -51,10 +56,27 @@ func Interruptible(parent context.Context) (context.Context, func()) {
 }
 
 // Main runs a client's run function with the process's arguments and standard streams and a
-// context from Interruptible, and exits with the code it returns.
+// context from Interruptible, and exits with the code it returns. The OTEL_* environment turns
+// tracing on as it does for concurd (internal/telemetry): every call the client makes is then
+// a client span whose context the server continues, and the spans are flushed before the exit.
+// An OTEL_* setting concur cannot follow is a usage error.
 func Main(run func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int) {
 	ctx, stop := Interruptible(context.Background())
+	stopTracing, err := telemetry.Start(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+		os.Exit(ExitUsage)
+	}
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	flush, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	if err := stopTracing(flush); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: sending the last spans: %v\n", filepath.Base(os.Args[0]), err)
+	}
+	cancel()
 	os.Exit(code)
 }
+
+// flushTimeout bounds the wait for the collector at exit: a command's answer is already out,
+// and an unreachable collector must not hold the shell.
+const flushTimeout = 5 * time.Second
