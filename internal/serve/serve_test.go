@@ -664,3 +664,46 @@ func TestLimitsAndValidateReportedTogetherInStream(t *testing.T) {
 		t.Fatalf("handler saw %d jobs, want only the valid one", n)
 	}
 }
+
+// breakable is a fake service that breaks when told to.
+type breakable struct {
+	*fakePrinter
+	broken chan struct{}
+}
+
+func (b breakable) Broken() <-chan struct{} { return b.broken }
+
+func TestBrokenServiceIsNotServing(t *testing.T) {
+	cfg := defaults(t)
+	cfg.MetricsListen = "127.0.0.1:0"
+	a, b := newFake("test.A", nil), breakable{newFake("test.B", nil), make(chan struct{})}
+	srv, _ := start(t, cfg, a, b)
+	health := healthpb.NewHealthClient(e2e.Dial(t, srv.Addr().String()))
+	watch, err := health.Watch(context.Background(), &healthpb.HealthCheckRequest{Service: "test.B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("test.B before it broke: %v, %v; want SERVING", resp.GetStatus(), err)
+	}
+	metrics := func() string { return e2e.Metrics(t, srv.MetricsAddr().String()) }
+	for _, want := range []string{`concur_service_serving{service="test.A"} 1`, `concur_service_serving{service="test.B"} 1`} {
+		if m := metrics(); !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	close(b.broken)
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("test.B after it broke: %v, %v; want NOT_SERVING", resp.GetStatus(), err)
+	}
+	m := metrics()
+	for _, want := range []string{`concur_service_serving{service="test.A"} 1`, `concur_service_serving{service="test.B"} 0`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics after test.B broke lack %s", want)
+		}
+	}
+	if resp, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "test.A"}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("test.A, which did not break: %v, %v; want SERVING", resp.GetStatus(), err)
+	}
+}

@@ -65,6 +65,14 @@ type Service interface {
 	Shutdown(ctx context.Context) error
 }
 
+// A Breakable service can break for good while the server runs (the counter, when its
+// database fails a commit): Broken is closed then. The server reports the service
+// NOT_SERVING from that moment, in its health checks and in concur_service_serving, so
+// that a probe restarts it and an alert fires, and logs why.
+type Breakable interface {
+	Broken() <-chan struct{}
+}
+
 // A LimitChecker checks requests against limits set by flag (--printer-max-lines and such),
 // which a request's Validate cannot know. CheckLimits adds a violation to l for each limit req
 // breaks, naming the field as Validate would (lines, lines[0], jobs[1].lines), and ignores
@@ -83,6 +91,8 @@ type Server struct {
 	health   *health.Server
 	lis      *handshakes
 	metrics  *grpcprom.ServerMetrics
+	serving  *prometheus.GaugeVec // concur_service_serving, by service
+	stopping chan struct{}        // closed when shutdown starts: Breakable services are no longer watched
 	registry *prometheus.Registry
 	http     *http.Server
 	mlis     net.Listener
@@ -161,9 +171,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		registry:    prometheus.NewRegistry(),
 		localCensus: &census{},
 		localLis:    bufconn.Listen(1 << 20),
+		stopping:    make(chan struct{}),
+		serving: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "concur_service_serving",
+			Help: "1 while the service reports SERVING in its health checks, 0 once it is NOT_SERVING (broken, or the server is shutting down).",
+		}, []string{"service"}),
 	}
 	s.census = &census{handshakes: s.lis}
-	s.registry.MustRegister(s.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.registry.MustRegister(s.metrics, s.serving, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	unary, stream := interceptorChain(log, s.metrics, token)
 	opts = append(opts, telemetry.ServerOptions()...)
@@ -202,8 +217,23 @@ func (s *Server) Register(services ...Service) {
 		svc.Register(s.grpc)
 		svc.Register(s.local)
 		s.health.SetServingStatus(svc.Name(), healthpb.HealthCheckResponse_SERVING)
+		s.serving.WithLabelValues(svc.Name()).Set(1)
+		if b, ok := svc.(Breakable); ok {
+			go s.watchBroken(svc.Name(), b.Broken())
+		}
 	}
 	s.services = append(s.services, services...)
+}
+
+// watchBroken turns a service NOT_SERVING when it breaks, unless the server shuts down first.
+func (s *Server) watchBroken(name string, broken <-chan struct{}) {
+	select {
+	case <-broken:
+		s.serving.WithLabelValues(name).Set(0) // first: whoever sees NOT_SERVING sees the gauge at 0
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
+		s.log.Error("a service broke: it reports NOT_SERVING and refuses its calls until concurd is restarted", "service", name)
+	case <-s.stopping:
+	}
 }
 
 // Local is a connection to the server's services through memory, for a service that calls
@@ -267,7 +297,11 @@ func (s *Server) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 
+	close(s.stopping)
 	s.health.Shutdown()
+	for _, svc := range s.services {
+		s.serving.WithLabelValues(svc.Name()).Set(0)
+	}
 	externalStopped := stopGracefully(s.grpc)
 	// GracefulStop, like Stop, waits for every connection still in its handshake (up to
 	// --handshake-timeout; grpc's Server.stop waits on serveWG before it drains or closes

@@ -192,6 +192,10 @@ func start(cfg Config, d Deps, st store, log *slog.Logger, m *metrics, batch int
 // Name is the gRPC service name.
 func (s *Service) Name() string { return counterv1.CounterService_ServiceDesc.ServiceName }
 
+// Broken is closed when a commit to the database failed: from then on the counter refuses
+// every call until it is restarted, and the server reports it NOT_SERVING (serve.Breakable).
+func (s *Service) Broken() <-chan struct{} { return s.owner.broken }
+
 // Register adds the counter's handlers to r.
 func (s *Service) Register(r grpc.ServiceRegistrar) { counterv1.RegisterCounterServiceServer(r, s) }
 

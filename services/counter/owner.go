@@ -29,6 +29,7 @@ const (
 type owner struct {
 	inbox   chan message
 	stopped chan struct{} // closed when the owner has exited
+	broken  chan struct{} // closed when a commit failed: the counter refuses everything until a restart
 	batch   int           // the most increments one batch takes
 
 	// Everything below belongs to the owner goroutine.
@@ -88,6 +89,7 @@ func newOwner(cfg Config, st store, s *state, forwarding bool, j jitter.Jitter, 
 		batch:    batchIncrements,
 		inbox:    make(chan message, inboxSize),
 		stopped:  make(chan struct{}),
+		broken:   make(chan struct{}),
 		ledger:   newLedger(cfg, s, forwarding),
 		store:    st,
 		db:       cfg.DB,
@@ -146,6 +148,11 @@ func (o *owner) commit() {
 	if err != nil {
 		failed := o.ledger.fail(err)
 		o.log.Error("counter database failed: restart the counter", "err", err)
+		select {
+		case <-o.broken:
+		default:
+			close(o.broken)
+		}
 		// Nothing of this batch is on disk: every answer becomes the failure.
 		for _, r := range o.replies {
 			r.err = failed

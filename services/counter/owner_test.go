@@ -110,11 +110,21 @@ func TestFailedCommitStopsTheCounter(t *testing.T) {
 			t.Fatalf("increment %d: %v", i, err)
 		}
 	}
+	select {
+	case <-o.broken:
+		t.Fatal("the owner says it is broken before any commit failed")
+	default:
+	}
 	for range 2 {
 		_, err := o.testIncrement(t, "x")
 		if status.Code(err) != codes.Unavailable {
 			t.Fatalf("increment after the disk failed: %v, want UNAVAILABLE", err)
 		}
+	}
+	select {
+	case <-o.broken: // the server turns the counter NOT_SERVING
+	default:
+		t.Fatal("a commit failed, and the owner does not say it is broken")
 	}
 	g := &getMsg{reply: newReply(), name: "x"}
 	if err := o.call(context.Background(), g, &g.reply); status.Code(err) != codes.Unavailable {

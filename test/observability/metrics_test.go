@@ -123,6 +123,11 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	}
 
 	s := scrapeMetrics(t, p.MetricsAddr)
+	t.Run("serving", func(t *testing.T) {
+		for _, svc := range []string{"concur.printer.v1.PrinterService", "concur.counter.v1.CounterService", "concur.sitesize.v1.SiteSizeService", "concur.caser.v1.CaserService"} {
+			s.want(t, 1, "concur_service_serving", "service", svc)
+		}
+	})
 	t.Run("counter", func(t *testing.T) {
 		s.want(t, 5, "concur_counter_increments_total")
 		s.want(t, 0, "concur_counter_outbox_jobs")
