@@ -15,7 +15,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 )
@@ -352,7 +351,7 @@ func (s *steward) publish(nodes []string, owners map[int]ownerRecord) {
 		c := s.conns[addr]
 		if c == nil {
 			var err error
-			if c, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			if c, err = s.deps.Peers.Dial(addr); err != nil {
 				s.log.Warn("a counter node's address is unusable", "addr", addr, "err", err)
 				continue
 			}
