@@ -106,20 +106,24 @@ func TestPeerCredentialsChecked(t *testing.T) {
 	}
 }
 
-// TestOutboxMetrics: with the printer away, each node's outbox gauge counts the print jobs of
+// TestOutboxMetrics: with the printer gone, each node's outbox gauge counts the print jobs of
 // the shards it serves, whichever node was called; when a node is killed, the node that
 // takes its shards counts their jobs too. (A shard that moves away drops out of its former
 // node's gauge: services/counter's TestClusterOutboxGauges.)
 func TestOutboxMetrics(t *testing.T) {
 	c := &cluster{etcd: startEtcd(t)}
-	printer := e2e.FreeAddr(t) // nobody listens: every print job waits in its shard's outbox
+	printer := e2e.StartConcurd(t, "--services=printer", "--printer-file="+filepath.Join(t.TempDir(), "printed.txt"), "--printer-stdout=false")
 	start := func() *e2e.Process {
 		addr := e2e.FreeAddr(t)
-		return e2e.StartConcurd(t, "--services=counter", "--listen="+addr, "--metrics-listen=127.0.0.1:0", "--printer-addr="+printer,
+		return e2e.StartConcurd(t, "--services=counter", "--listen="+addr, "--metrics-listen=127.0.0.1:0", "--printer-addr="+printer.Addr,
 			"--counter-etcd="+strings.Join(c.etcd.endpoints(), ","), "--counter-advertise="+addr, "--counter-lease="+lease.String())
 	}
 	c.nodes = []*e2e.Process{start(), start()}
+	// The printer goes away only once the shards are shared: a node that gives up a shard
+	// waits for its forwarder to reach the printer, a few seconds for each shard.
 	c.balanced(t)
+	printer.Signal(t, syscall.SIGKILL)
+	printer.Wait(t.Context(), t)
 	client := counterv1.NewCounterServiceClient(e2e.Dial(t, c.nodes[0].Addr))
 	const calls = 50
 	for i := range calls {
