@@ -94,13 +94,51 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix, what, defaultAddr strin
 // gRPC target: dns:///host:port spreads calls over all its addresses (round_robin), and
 // unix:path and gRPC's other schemes are taken as they are.
 func (c Config) Dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
-	policy, err := balancer(c.Addr)
+	d, err := c.Dialer()
 	if err != nil {
 		return nil, err
 	}
-	creds, err := c.transport()
+	return d.Dial(c.Addr, opts...)
+}
+
+// Dialer connects to any address with the credentials of one Config, whose files it read
+// once: for a process that learns the addresses it dials as it runs, such as a counter node
+// reaching the others. The zero Dialer dials plaintext, without a token.
+type Dialer struct {
+	creds credentials.TransportCredentials // nil is plaintext
+	token credentials.PerRPCCredentials    // nil sends none
+}
+
+// Dialer reads the Config's CA, client certificate and token files, so that what is wrong
+// with them shows now rather than at a later Dial. Addr is not used.
+func (c Config) Dialer() (Dialer, error) {
+	var d Dialer
+	if c.TLS || c.CAFile != "" || c.CertFile != "" {
+		conf, err := TLSConfig(c.CAFile, c.CertFile, c.KeyFile)
+		if err != nil {
+			return Dialer{}, err
+		}
+		d.creds = credentials.NewTLS(conf)
+	}
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return Dialer{}, fmt.Errorf("read token file: %w", err)
+		}
+		d.token = bearer(strings.TrimSpace(string(b)))
+	}
+	return d, nil
+}
+
+// Dial returns a connection to addr, as Config.Dial does to its Addr.
+func (d Dialer) Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	policy, err := balancer(addr)
 	if err != nil {
 		return nil, err
+	}
+	creds := d.creds
+	if creds == nil {
+		creds = insecure.NewCredentials()
 	}
 	opts = append(append(telemetry.DialOptions(),
 		grpc.WithTransportCredentials(creds),
@@ -108,16 +146,12 @@ func (c Config) Dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 		// service config published in DNS is not looked up.
 		grpc.WithDisableServiceConfig(),
 		grpc.WithDefaultServiceConfig(fmt.Sprintf(serviceConfig, policy))), opts...)
-	if c.TokenFile != "" {
-		b, err := os.ReadFile(c.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("read token file: %w", err)
-		}
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(strings.TrimSpace(string(b)))))
+	if d.token != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(d.token))
 	}
-	conn, err := grpc.NewClient(c.Addr, opts...)
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", c.Addr, err)
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	return conn, nil
 }
@@ -153,17 +187,6 @@ func hostPort(addr, endpoint string) error {
 		host = strings.Trim(endpoint, "[]")
 	}
 	return fmt.Errorf("address %q has no port: give host:port, such as %s", addr, scheme+net.JoinHostPort(host, "50051"))
-}
-
-func (c Config) transport() (credentials.TransportCredentials, error) {
-	if !c.TLS && c.CAFile == "" && c.CertFile == "" {
-		return insecure.NewCredentials(), nil
-	}
-	conf, err := TLSConfig(c.CAFile, c.CertFile, c.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	return credentials.NewTLS(conf), nil
 }
 
 // TLSConfig is a client's side of TLS: trust the certificates in caFile (the system's when it

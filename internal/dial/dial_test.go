@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +41,10 @@ func listServices(t *testing.T, c dial.Config) error {
 		t.Fatalf("Dial: %v", err)
 	}
 	defer conn.Close()
+	return listServicesOn(conn)
+}
+
+func listServicesOn(conn *grpc.ClientConn) error {
 	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(context.Background())
 	if err != nil {
 		return err
@@ -94,6 +99,26 @@ func TestDialWithMutualTLSAndToken(t *testing.T) {
 	if err := listServices(t, plain); err == nil {
 		t.Fatal("plaintext reached a TLS server")
 	}
+
+	// A Dialer reads its files once: it goes on dialing with them once they are gone.
+	dir := t.TempDir()
+	gone := c
+	gone.TokenFile = e2e.WriteToken(t, dir, "tok")
+	d, err := gone.Dialer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := d.Dial(c.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := listServicesOn(conn); err != nil {
+		t.Fatalf("through a Dialer whose token file is gone: %v", err)
+	}
 }
 
 func TestDialRefusesBadFiles(t *testing.T) {
@@ -107,6 +132,9 @@ func TestDialRefusesBadFiles(t *testing.T) {
 			if conn, err := c.Dial(); err == nil {
 				conn.Close()
 				t.Errorf("%s: Dial succeeded", name)
+			}
+			if _, err := c.Dialer(); err == nil && c.Addr != "" {
+				t.Errorf("%s: Dialer succeeded", name)
 			}
 		})
 	}

@@ -4,11 +4,15 @@
 package stack
 
 import (
+	"cmp"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -144,7 +148,9 @@ func newCounter(c Config, srv *serve.Server, log *slog.Logger) (serve.Service, e
 	var svc serve.Service
 	var err error
 	if c.Counter.Cluster.Enabled() {
-		svc, err = counter.NewCluster(c.Counter, deps)
+		if deps.Peers, err = peerDialer(c.Serve, c.Counter.Cluster.PeerCA); err == nil {
+			svc, err = counter.NewCluster(c.Counter, deps)
+		}
 	} else {
 		svc, err = counter.New(c.Counter, deps)
 	}
@@ -158,6 +164,61 @@ func newCounter(c Config, srv *serve.Server, log *slog.Logger) (serve.Service, e
 		return svc, nil
 	}
 	return closing{svc, conn.Close}, nil
+}
+
+// peerDialer is how a counter node reaches the other nodes: with the security its own server
+// asks of its clients, since the other nodes serve with the same flags (docs/cluster.md).
+// Serving TLS, it dials TLS, trusting peerCA, else the CA its clients' certificates come from,
+// else the system's; when the nodes ask for client certificates it presents its own server
+// certificate, so a node needs no second one. It sends its own token, if it asks for one.
+func peerDialer(s serve.Config, peerCA string) (dial.Dialer, error) {
+	if s.TLSCert == "" {
+		if peerCA != "" {
+			return dial.Dialer{}, errors.New("--counter-peer-ca needs --tls-cert: without it the counter nodes serve, and so reach each other, in plaintext")
+		}
+		d, err := dial.Config{TokenFile: s.AuthTokenFile}.Dialer()
+		if err != nil {
+			return dial.Dialer{}, fmt.Errorf("--auth-token-file, which the counter nodes send each other: %w", err)
+		}
+		return d, nil
+	}
+	cfg := dial.Config{TLS: true, CAFile: cmp.Or(peerCA, s.TLSClientCA), TokenFile: s.AuthTokenFile}
+	if s.TLSClientCA != "" {
+		if err := clientAuthOK(s.TLSCert); err != nil {
+			return dial.Dialer{}, err
+		}
+		cfg.CertFile, cfg.KeyFile = s.TLSCert, s.TLSKey
+	}
+	d, err := cfg.Dialer()
+	switch {
+	case err != nil && peerCA != "":
+		return dial.Dialer{}, fmt.Errorf("--counter-peer-ca: %w", err)
+	case err != nil:
+		return dial.Dialer{}, fmt.Errorf("the counter nodes' credentials (--tls-client-ca, --tls-cert, --tls-key, --auth-token-file): %w", err)
+	}
+	return d, nil
+}
+
+// clientAuthOK checks that the certificate in certFile may authenticate a client: the nodes
+// of a cluster with --tls-client-ca present their server certificate to each other, and Go's
+// TLS refuses one whose extended key usages name serverAuth alone.
+func clientAuthOK(certFile string) error {
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		return fmt.Errorf("read --tls-cert: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return fmt.Errorf("--tls-cert %s holds no PEM certificate", certFile)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("parse --tls-cert: %w", err)
+	}
+	if len(cert.ExtKeyUsage) > 0 && !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) && !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		return fmt.Errorf("--tls-cert %s: a counter node presents it to the other nodes, which ask for client certificates (--tls-client-ca), but it lacks the clientAuth extended key usage: issue it with both serverAuth and clientAuth", certFile)
+	}
+	return nil
 }
 
 // closing is a service that releases a resource of its own after its Shutdown.

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,8 +38,10 @@ func NewCluster(cfg Config, d Deps) (*Cluster, error) {
 		return nil, err
 	}
 	log := d.logger()
-	m, err := newMetrics(d.Metrics, cfg.OutboxMax)
-	if err != nil {
+	c := &Cluster{shards: cfg.Cluster.Shards, done: make(chan struct{})}
+	c.table.Store(&table{owners: make([]string, c.shards)})
+	m := makeMetrics()
+	if err := m.register(d.Metrics, cfg.OutboxMax, c.outboxes); err != nil {
 		return nil, err
 	}
 	fenced := prometheus.NewCounter(prometheus.CounterOpts{
@@ -68,8 +72,7 @@ func NewCluster(cfg Config, d Deps) (*Cluster, error) {
 		client.Close()
 		return nil, err
 	}
-	c := &Cluster{shards: cfg.Cluster.Shards, client: client, done: make(chan struct{})}
-	c.table.Store(&table{owners: make([]string, c.shards)})
+	c.client = client
 	w := &committer{kv: client, timeout: etcdTimeout, inbox: make(chan *commitReq, c.shards), stopped: make(chan struct{}), txns: txns}
 	s := &steward{cfg: cfg, deps: d, log: log, metrics: m, fenced: fenced, client: client, committer: w, shards: c.shards, id: id,
 		self: cfg.Cluster.Advertise, table: &c.table, trouble: make(chan int, c.shards),
@@ -106,6 +109,11 @@ func createOrCheck(client *clientv3.Client, shards int) (string, error) {
 		return "", fmt.Errorf("--counter-shards %d: the cluster in etcd was created with %s shards; a node must use the same number", shards, n)
 	}
 	return id, nil
+}
+
+// outboxes are the metrics of the shards this node serves now, as its steward published them.
+func (c *Cluster) outboxes() []*metrics {
+	return slices.Collect(maps.Values(c.table.Load().measures))
 }
 
 // Name is the gRPC service name.

@@ -19,6 +19,7 @@ type ClusterConfig struct {
 	EtcdCA    string // PEM CA file to trust for etcd
 	EtcdCert  string // PEM client certificate file for mTLS with etcd
 	EtcdKey   string // its private key
+	PeerCA    string // PEM CA file to trust for the other nodes' TLS; the server's --tls-client-ca when empty
 	Advertise string // HOST:PORT where the other nodes reach this one
 	Shards    int    // shards of a new cluster
 	Lease     time.Duration
@@ -29,6 +30,7 @@ func (c *ClusterConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.EtcdCA, "counter-etcd-ca", "", "PEM CA `file` to trust for etcd; implies TLS")
 	fs.StringVar(&c.EtcdCert, "counter-etcd-cert", "", "PEM client certificate `file` for mTLS with etcd; implies TLS")
 	fs.StringVar(&c.EtcdKey, "counter-etcd-key", "", "PEM private key `file` for --counter-etcd-cert")
+	fs.StringVar(&c.PeerCA, "counter-peer-ca", "", "PEM CA `file` to trust for the other counter nodes, which serve TLS as this one does; empty trusts --tls-client-ca, or else the system's CAs")
 	fs.StringVar(&c.Advertise, "counter-advertise", "", "`HOST:PORT` where the other counter nodes reach this one (with --counter-etcd)")
 	fs.IntVar(&c.Shards, "counter-shards", 64, "shards of a new counter cluster; a node with another number than the cluster's is refused")
 	fs.DurationVar(&c.Lease, "counter-lease", 5*time.Second, "lease of a counter node in etcd: a node silent for longer loses its shards")

@@ -38,6 +38,7 @@ import (
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	"github.com/concur-dev/concur/api/errinfo"
 	"github.com/concur-dev/concur/api/violation"
+	"github.com/concur-dev/concur/internal/dial"
 	"github.com/concur-dev/concur/internal/jitter"
 	"github.com/concur-dev/concur/internal/recv"
 )
@@ -102,7 +103,8 @@ func (c Config) check() error {
 
 // Deps are what the counter is given by whoever assembles it. Each may be left zero: a nil
 // Log discards, the zero Jitter is off, a nil Metrics leaves the collectors unregistered, a
-// nil Printer runs the counter without forwarding (no outbox).
+// nil Printer runs the counter without forwarding (no outbox), the zero Peers dials the other
+// nodes of a cluster in plaintext without a token.
 type Deps struct {
 	// Log gets the counter's notices, warnings and errors.
 	Log *slog.Logger
@@ -112,6 +114,8 @@ type Deps struct {
 	Printer Printer
 	// Metrics registers the counter's collectors.
 	Metrics prometheus.Registerer
+	// Peers connects a cluster node to the others, with the credentials their servers ask for.
+	Peers dial.Dialer
 }
 
 // logger is Log, or a logger that drops everything when there is none.

@@ -13,23 +13,28 @@ import (
 // disk's share of an increment's latency.
 type metrics struct {
 	increments    prometheus.Counter
-	outbox        prometheus.Gauge
 	commitSeconds prometheus.Histogram
 	resent        prometheus.Counter
-	oldest        outboxAge
+	// What the owner publishes of its outbox after each commit, for scrapes to read.
+	jobs   atomic.Int64
+	oldest outboxAge
 }
 
-// newMetrics makes the counter's collectors and registers them on reg, unless it is nil. The
-// outbox's limit is exported too, so that an alert on an outbox near full needs no flag values.
+// newMetrics makes one counter's collectors and registers them on reg, unless it is nil; its
+// outbox gauges show its own outbox.
 func newMetrics(reg prometheus.Registerer, outboxMax int) (*metrics, error) {
-	m := &metrics{
+	m := makeMetrics()
+	if err := m.register(reg, outboxMax, func() []*metrics { return []*metrics{m} }); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func makeMetrics() *metrics {
+	return &metrics{
 		increments: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "concur_counter_increments_total",
 			Help: "Increments applied and committed.",
-		}),
-		outbox: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "concur_counter_outbox_jobs",
-			Help: "Print jobs waiting for the printer's receipt that they are written.",
 		}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "concur_counter_commit_seconds",
@@ -41,28 +46,52 @@ func newMetrics(reg prometheus.Registerer, outboxMax int) (*metrics, error) {
 			Help: "Print jobs sent to the printer again after a stream broke before their receipts came.",
 		}),
 	}
+}
+
+// register adds m's collectors to reg, unless it is nil. The outbox gauges read, at each
+// scrape, what the owners that outboxes lists published: a cluster node's shards each have an
+// owner, and the node shows the sum of their outboxes and the age of their oldest job. The
+// outbox's limit is exported too, so that an alert on an outbox near full needs no flag values.
+func (m *metrics) register(reg prometheus.Registerer, outboxMax int, outboxes func() []*metrics) error {
+	jobs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "concur_counter_outbox_jobs",
+		Help: "Print jobs waiting for the printer's receipt that they are written.",
+	}, func() float64 {
+		var n int64
+		for _, o := range outboxes() {
+			n += o.jobs.Load()
+		}
+		return float64(n)
+	})
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "concur_counter_outbox_oldest_age_seconds",
 		Help: "Age of the oldest print job the printer has not acknowledged (since its commit, or since the counter started for one loaded from the database); 0 when the outbox is empty.",
-	}, m.oldest.seconds)
+	}, func() float64 {
+		var oldest float64
+		for _, o := range outboxes() {
+			oldest = max(oldest, o.oldest.seconds())
+		}
+		return oldest
+	})
 	limit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "concur_counter_outbox_max_jobs",
 		Help: "Most print jobs the outbox holds (--counter-outbox-max); past it Increment answers UNAVAILABLE.",
 	}, func() float64 { return float64(outboxMax) })
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.increments, m.outbox, m.commitSeconds, m.resent, age, limit} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register counter metrics: %w", err)
-			}
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{m.increments, jobs, m.commitSeconds, m.resent, age, limit} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register counter metrics: %w", err)
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // measureOutbox publishes the outbox's length and the time of its oldest job. The owner calls
 // it once a batch is committed.
 func (m *metrics) measureOutbox(outbox []printJob) {
-	m.outbox.Set(float64(len(outbox)))
+	m.jobs.Store(int64(len(outbox)))
 	m.oldest.update(outbox, time.Now())
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -15,7 +16,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 )
@@ -36,6 +36,9 @@ type table struct {
 	owners []string         // by shard: the owner's address, "" while it has none
 	local  map[int]*Service // the shards this node serves
 	peers  map[string]counterv1.CounterServiceClient
+	// The metrics of the shards in local, whose outboxes the node's gauges add up: a shard
+	// that stops being served drops out of them with it.
+	measures map[int]*metrics
 }
 
 // ownerRecord is one owner key as etcd holds it.
@@ -47,8 +50,9 @@ type ownerRecord struct {
 
 // running is a shard this node serves.
 type running struct {
-	svc *Service
-	rev int64
+	svc     *Service
+	rev     int64
+	metrics *metrics
 }
 
 // steward is the goroutine that owns this node's place in the cluster (RR 1000): its lease
@@ -254,15 +258,15 @@ func (s *steward) start(shard int, rev int64) error {
 	}
 	d := s.deps
 	d.Log = s.log.With("shard", shard)
-	// The counters of increments, commits and resends are shared; the outbox's measures
-	// belong to the shard's owner, so each shard has its own, unregistered.
-	m := &metrics{increments: s.metrics.increments, commitSeconds: s.metrics.commitSeconds, resent: s.metrics.resent,
-		outbox: prometheus.NewGauge(prometheus.GaugeOpts{Name: "concur_counter_outbox_jobs"})}
+	// The counters of increments, commits and resends are shared; the outbox's measures are
+	// published by the shard's owner, so each shard has its own, which the node's gauges read
+	// through the table.
+	m := &metrics{increments: s.metrics.increments, commitSeconds: s.metrics.commitSeconds, resent: s.metrics.resent}
 	svc, err := start(s.cfg, d, st, d.Log, m, shardBatch)
 	if err != nil {
 		return err
 	}
-	s.running[shard] = &running{svc: svc, rev: rev}
+	s.running[shard] = &running{svc: svc, rev: rev, metrics: m}
 	return nil
 }
 
@@ -317,24 +321,22 @@ func (s *steward) leave() {
 // unroute takes a shard out of the table.
 func (s *steward) unroute(shard int) {
 	t := s.table.Load()
-	next := &table{owners: slices.Clone(t.owners), local: map[int]*Service{}, peers: t.peers}
+	next := &table{owners: slices.Clone(t.owners), local: maps.Clone(t.local), peers: t.peers, measures: maps.Clone(t.measures)}
 	next.owners[shard] = ""
-	for i, svc := range t.local {
-		if i != shard {
-			next.local[i] = svc
-		}
-	}
+	delete(next.local, shard)
+	delete(next.measures, shard)
 	s.table.Store(next)
 }
 
 // publish makes the table from the shard map, with a connection to every other node.
 func (s *steward) publish(nodes []string, owners map[int]ownerRecord) {
-	t := &table{owners: make([]string, s.shards), local: map[int]*Service{}, peers: map[string]counterv1.CounterServiceClient{}}
+	t := &table{owners: make([]string, s.shards), local: map[int]*Service{}, peers: map[string]counterv1.CounterServiceClient{}, measures: map[int]*metrics{}}
 	for shard, o := range owners {
 		t.owners[shard] = o.addr
 	}
 	for shard, r := range s.running {
 		t.local[shard] = r.svc
+		t.measures[shard] = r.metrics
 	}
 	want := map[string]bool{}
 	for _, addr := range slices.Concat(nodes, t.owners) {
@@ -352,7 +354,7 @@ func (s *steward) publish(nodes []string, owners map[int]ownerRecord) {
 		c := s.conns[addr]
 		if c == nil {
 			var err error
-			if c, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			if c, err = s.deps.Peers.Dial(addr); err != nil {
 				s.log.Warn("a counter node's address is unusable", "addr", addr, "err", err)
 				continue
 			}
