@@ -75,7 +75,7 @@ func NewCluster(cfg Config, d Deps) (*Cluster, error) {
 	c.client = client
 	w := &committer{kv: client, timeout: etcdTimeout, inbox: make(chan *commitReq, c.shards), stopped: make(chan struct{}), txns: txns}
 	s := &steward{cfg: cfg, deps: d, log: log, metrics: m, fenced: fenced, client: client, committer: w, shards: c.shards, id: id,
-		self: cfg.Cluster.Advertise, table: &c.table, trouble: make(chan int, c.shards),
+		self: cfg.Cluster.Advertise, table: &c.table, trouble: make(chan claimed, c.shards),
 		running: map[int]*running{}, conns: map[string]*grpc.ClientConn{}}
 	ctx, stop := context.WithCancel(context.Background())
 	wctx, stopCommitter := context.WithCancel(context.Background())

@@ -150,6 +150,13 @@ func (s *etcdStore) batchKey(seq uint64) string { return fmt.Sprintf("%sb/%016x"
 
 func (s *etcdStore) close() error { return nil }
 
+// afterFailure: the node stops serving the shard and it is claimed again, so no restart is
+// needed; a commit that timed out may still have been applied, which a retry with the same
+// request_id finds.
+func (s *etcdStore) afterFailure() string {
+	return "this node stops serving the shard and it is claimed again: retry, with the same request_id, which is applied once"
+}
+
 // encodeBatch writes a batch's print jobs and request records, each behind its length.
 func encodeBatch(jobs []printJob, reqs []*requestRecord) []byte {
 	b := binary.AppendUvarint(nil, uint64(len(jobs)))

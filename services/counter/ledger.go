@@ -321,9 +321,10 @@ func (l *ledger) committed() uint64 {
 }
 
 // fail records that the pending writes could not be committed: memory is ahead of the disk,
-// so from now on the ledger refuses everything with the error it returns.
-func (l *ledger) fail(err error) error {
-	l.failed = status.Errorf(codes.Unavailable, "the counter stopped: writing to its database failed, nothing after sequence %d is on disk; restart it: %v", l.durable, err)
+// so from now on the ledger refuses everything with the error it returns, which says then
+// (how the counter comes back).
+func (l *ledger) fail(err error, then string) error {
+	l.failed = status.Errorf(codes.Unavailable, "the counter stopped: writing to its database failed, nothing after sequence %d is known to be stored; %s: %v", l.durable, then, err)
 	return l.failed
 }
 

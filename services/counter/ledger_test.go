@@ -316,7 +316,7 @@ func TestLedgerRefusals(t *testing.T) {
 		read   codes.Code
 	}{
 		{"closed", func(l *ledger) error { l.close(); return nil }, codes.OK, codes.OK},
-		{"failed", func(l *ledger) error { return l.fail(errFull) }, codes.Unavailable, codes.Unavailable},
+		{"failed", func(l *ledger) error { return l.fail(errFull, restartIt) }, codes.Unavailable, codes.Unavailable},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -346,7 +346,7 @@ func TestLedgerRefusals(t *testing.T) {
 				t.Fatalf("summary: %v", err)
 			}
 			if failed != nil {
-				if !strings.Contains(failed.Error(), "nothing after sequence 2 is on disk") {
+				if !strings.Contains(failed.Error(), "nothing after sequence 2 is known to be stored; restart the counter") {
 					t.Fatalf("failure %v does not say what is on disk", failed)
 				}
 				if jobs := l.jobsAfter(0, 10); len(jobs) != 0 {

@@ -146,8 +146,9 @@ func (o *owner) commit() {
 	err := o.store.commit(w)
 	o.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
-		failed := o.ledger.fail(err)
-		o.log.Error("counter database failed: restart the counter", "err", err)
+		then := o.store.afterFailure()
+		failed := o.ledger.fail(err, then)
+		o.log.Error("counter database failed: "+then, "err", err)
 		select {
 		case <-o.broken:
 		default:

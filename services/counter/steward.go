@@ -48,6 +48,13 @@ type ownerRecord struct {
 	lease clientv3.LeaseID
 }
 
+// claimed names one claim of a shard: the shard and its owner key's create revision. A
+// shard claimed again after its node lost it is another claim, with another revision.
+type claimed struct {
+	shard int
+	rev   int64
+}
+
 // running is a shard this node serves.
 type running struct {
 	svc     *Service
@@ -70,7 +77,7 @@ type steward struct {
 	id        string // the cluster's id, in each shard's printer source
 	self      string
 	table     *atomic.Pointer[table]
-	trouble   chan int // shards whose commit failed, from their stores
+	trouble   chan claimed // shards whose commit failed, from their stores
 
 	// The steward goroutine's.
 	session *concurrency.Session
@@ -88,7 +95,13 @@ func (s *steward) run(ctx context.Context) {
 		if s.session != nil {
 			lost = s.session.Done()
 		}
-		s.reconcile(ctx)
+		select { // a lost lease first: every moment this node serves without one is a stale read
+		case <-lost:
+			s.leaseLost()
+			continue
+		default:
+		}
+		s.reconcile(ctx, lost)
 		select {
 		case <-ctx.Done():
 			s.leave()
@@ -101,15 +114,22 @@ func (s *steward) run(ctx context.Context) {
 			if !ok {
 				owners = s.watch(ctx, ownerPrefix)
 			}
-		case shard := <-s.trouble:
-			s.stop(shard, "a commit failed")
+		case t := <-s.trouble:
+			if r := s.running[t.shard]; r != nil && r.rev == t.rev { // not a claim this node has since given up
+				s.stop(t.shard, "a commit failed")
+			}
 		case <-lost:
-			s.log.Warn("the counter node's etcd lease is lost: it stops serving every shard and joins again")
-			s.session = nil
-			s.stopAll()
+			s.leaseLost()
 		case <-tick.C:
 		}
 	}
+}
+
+// leaseLost stops every shard: another node may own them from now on.
+func (s *steward) leaseLost() {
+	s.log.Warn("the counter node's etcd lease is lost: it stops serving every shard and joins again")
+	s.session = nil
+	s.stopAll()
 }
 
 // watch tells of every change under prefix; a watch that etcd ends is made again by the
@@ -118,10 +138,21 @@ func (s *steward) watch(ctx context.Context, prefix string) clientv3.WatchChan {
 	return s.client.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 }
 
-// reconcile brings the shards this node serves to its fair share and publishes the table.
-func (s *steward) reconcile(ctx context.Context) {
+// reconcile brings the shards this node serves to its fair share and publishes the table. It
+// gives up as soon as lost is closed: an etcd that does not answer must not keep the steward
+// from seeing that the lease is gone.
+func (s *steward) reconcile(ctx context.Context, lost <-chan struct{}) {
 	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
 	defer cancel()
+	if lost != nil {
+		go func() {
+			select {
+			case <-lost:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	if s.session == nil {
 		if err := s.join(ctx); err != nil {
 			s.log.Warn("the counter node cannot join the cluster yet", "err", err)
@@ -251,7 +282,7 @@ func (s *steward) start(shard int, rev int64) error {
 				s.fenced.Inc()
 			}
 			select { // never wait: the steward may be waiting for this shard's owner
-			case s.trouble <- shard:
+			case s.trouble <- claimed{shard, rev}:
 			default:
 			}
 		},

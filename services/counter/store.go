@@ -21,7 +21,13 @@ type store interface {
 	load(withOutbox bool) (*state, error)
 	commit(*writes) error
 	close() error
+	// afterFailure says what follows a failed commit, for the callers and the log: the
+	// counter refuses everything from then on, and this is how it comes back.
+	afterFailure() string
 }
+
+// restartIt is what follows a failed commit of a counter in one process.
+const restartIt = "restart the counter"
 
 // state is what a store hands the owner at start.
 type state struct {
@@ -67,6 +73,7 @@ type memoryStore struct{}
 func (memoryStore) load(bool) (*state, error) { return newState(), nil }
 func (memoryStore) commit(*writes) error      { return nil }
 func (memoryStore) close() error              { return nil }
+func (memoryStore) afterFailure() string      { return restartIt }
 
 // pebbleStore keeps the state in a pebble database, a folder: each commit is one batch
 // appended to pebble's write-ahead log and made durable with one fdatasync. Every record
@@ -337,6 +344,8 @@ func (s *pebbleStore) commit(w *writes) error {
 	}
 	return nil
 }
+
+func (s *pebbleStore) afterFailure() string { return restartIt }
 
 func (s *pebbleStore) close() error {
 	if err := errors.Join(s.db.Close(), s.lock.Close()); err != nil {

@@ -74,9 +74,8 @@ func TestPartition(t *testing.T) {
 			return len(c.ownedBy(t, cut.Addr)) == share && c.free(t) == 0
 		})
 	})
-	// Just after it rejoined, the healed node may still stop and restart a shard it claimed
-	// again, told by a failure of that shard's commit from before the partition (reported
-	// against services/counter): wait until every counter answers through it.
+	// The healed node learns where the others' shards are from etcd's watch, a moment after
+	// it owns its own: wait until every counter answers through it.
 	waitFor(t, "every counter to answer through the healed node", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
