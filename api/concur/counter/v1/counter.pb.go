@@ -688,6 +688,105 @@ func (x *WatchResponse) GetSequence() uint64 {
 	return 0
 }
 
+// ShardsRequest asks for the shard map.
+type ShardsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardsRequest) Reset() {
+	*x = ShardsRequest{}
+	mi := &file_concur_counter_v1_counter_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardsRequest) ProtoMessage() {}
+
+func (x *ShardsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concur_counter_v1_counter_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardsRequest.ProtoReflect.Descriptor instead.
+func (*ShardsRequest) Descriptor() ([]byte, []int) {
+	return file_concur_counter_v1_counter_proto_rawDescGZIP(), []int{12}
+}
+
+// ShardsResponse is the shard map: which node serves each counter.
+type ShardsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many shards the counters are split into, fixed when the cluster was created
+	// (--counter-shards); 1 for an embedded counter. A counter is in shard
+	// FNV-1a(name) % shards: the 32-bit FNV-1a hash (offset basis 2166136261, prime 16777619)
+	// of the name's UTF-8 bytes, after an empty name is replaced by "default", as an unsigned
+	// integer modulo shards: "default" hashes to 0x933b5bde, shard 30 of 64.
+	Shards *uint32 `protobuf:"varint,1,opt,name=shards,proto3,oneof" json:"shards,omitempty"`
+	// The owner of each shard, by shard number (owners[0] is shard 0's): the host:port the node
+	// advertises (--counter-advertise), to be dialled with the same TLS and token as the server
+	// called. Empty while the shard has no owner (it is moving) and for an embedded counter:
+	// send that shard's calls to the server called.
+	Owners        []string `protobuf:"bytes,2,rep,name=owners,proto3" json:"owners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardsResponse) Reset() {
+	*x = ShardsResponse{}
+	mi := &file_concur_counter_v1_counter_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardsResponse) ProtoMessage() {}
+
+func (x *ShardsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concur_counter_v1_counter_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardsResponse.ProtoReflect.Descriptor instead.
+func (*ShardsResponse) Descriptor() ([]byte, []int) {
+	return file_concur_counter_v1_counter_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ShardsResponse) GetShards() uint32 {
+	if x != nil && x.Shards != nil {
+		return *x.Shards
+	}
+	return 0
+}
+
+func (x *ShardsResponse) GetOwners() []string {
+	if x != nil {
+		return x.Owners
+	}
+	return nil
+}
+
 var File_concur_counter_v1_counter_proto protoreflect.FileDescriptor
 
 const file_concur_counter_v1_counter_proto_rawDesc = "" +
@@ -742,13 +841,19 @@ const file_concur_counter_v1_counter_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03H\x00R\x05value\x88\x01\x01\x12\x1f\n" +
 	"\bsequence\x18\x03 \x01(\x04H\x01R\bsequence\x88\x01\x01B\b\n" +
 	"\x06_valueB\v\n" +
-	"\t_sequence2\xb1\x03\n" +
+	"\t_sequence\"\x0f\n" +
+	"\rShardsRequest\"P\n" +
+	"\x0eShardsResponse\x12\x1b\n" +
+	"\x06shards\x18\x01 \x01(\rH\x00R\x06shards\x88\x01\x01\x12\x16\n" +
+	"\x06owners\x18\x02 \x03(\tR\x06ownersB\t\n" +
+	"\a_shards2\x80\x04\n" +
 	"\x0eCounterService\x12V\n" +
 	"\tIncrement\x12#.concur.counter.v1.IncrementRequest\x1a$.concur.counter.v1.IncrementResponse\x12j\n" +
 	"\x0fIncrementStream\x12).concur.counter.v1.IncrementStreamRequest\x1a*.concur.counter.v1.IncrementStreamResponse(\x01\x12D\n" +
 	"\x03Get\x12\x1d.concur.counter.v1.GetRequest\x1a\x1e.concur.counter.v1.GetResponse\x12G\n" +
 	"\x04Join\x12\x1e.concur.counter.v1.JoinRequest\x1a\x1f.concur.counter.v1.JoinResponse\x12L\n" +
-	"\x05Watch\x12\x1f.concur.counter.v1.WatchRequest\x1a .concur.counter.v1.WatchResponse0\x01B>Z<github.com/concur-dev/concur/api/concur/counter/v1;counterv1b\x06proto3"
+	"\x05Watch\x12\x1f.concur.counter.v1.WatchRequest\x1a .concur.counter.v1.WatchResponse0\x01\x12M\n" +
+	"\x06Shards\x12 .concur.counter.v1.ShardsRequest\x1a!.concur.counter.v1.ShardsResponseB>Z<github.com/concur-dev/concur/api/concur/counter/v1;counterv1b\x06proto3"
 
 var (
 	file_concur_counter_v1_counter_proto_rawDescOnce sync.Once
@@ -762,7 +867,7 @@ func file_concur_counter_v1_counter_proto_rawDescGZIP() []byte {
 	return file_concur_counter_v1_counter_proto_rawDescData
 }
 
-var file_concur_counter_v1_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_concur_counter_v1_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_concur_counter_v1_counter_proto_goTypes = []any{
 	(*IncrementRequest)(nil),        // 0: concur.counter.v1.IncrementRequest
 	(*IncrementResponse)(nil),       // 1: concur.counter.v1.IncrementResponse
@@ -776,6 +881,8 @@ var file_concur_counter_v1_counter_proto_goTypes = []any{
 	(*JoinResponse)(nil),            // 9: concur.counter.v1.JoinResponse
 	(*WatchRequest)(nil),            // 10: concur.counter.v1.WatchRequest
 	(*WatchResponse)(nil),           // 11: concur.counter.v1.WatchResponse
+	(*ShardsRequest)(nil),           // 12: concur.counter.v1.ShardsRequest
+	(*ShardsResponse)(nil),          // 13: concur.counter.v1.ShardsResponse
 }
 var file_concur_counter_v1_counter_proto_depIdxs = []int32{
 	2,  // 0: concur.counter.v1.IncrementStreamRequest.increments:type_name -> concur.counter.v1.CounterIncrement
@@ -785,13 +892,15 @@ var file_concur_counter_v1_counter_proto_depIdxs = []int32{
 	6,  // 4: concur.counter.v1.CounterService.Get:input_type -> concur.counter.v1.GetRequest
 	8,  // 5: concur.counter.v1.CounterService.Join:input_type -> concur.counter.v1.JoinRequest
 	10, // 6: concur.counter.v1.CounterService.Watch:input_type -> concur.counter.v1.WatchRequest
-	1,  // 7: concur.counter.v1.CounterService.Increment:output_type -> concur.counter.v1.IncrementResponse
-	4,  // 8: concur.counter.v1.CounterService.IncrementStream:output_type -> concur.counter.v1.IncrementStreamResponse
-	7,  // 9: concur.counter.v1.CounterService.Get:output_type -> concur.counter.v1.GetResponse
-	9,  // 10: concur.counter.v1.CounterService.Join:output_type -> concur.counter.v1.JoinResponse
-	11, // 11: concur.counter.v1.CounterService.Watch:output_type -> concur.counter.v1.WatchResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
+	12, // 7: concur.counter.v1.CounterService.Shards:input_type -> concur.counter.v1.ShardsRequest
+	1,  // 8: concur.counter.v1.CounterService.Increment:output_type -> concur.counter.v1.IncrementResponse
+	4,  // 9: concur.counter.v1.CounterService.IncrementStream:output_type -> concur.counter.v1.IncrementStreamResponse
+	7,  // 10: concur.counter.v1.CounterService.Get:output_type -> concur.counter.v1.GetResponse
+	9,  // 11: concur.counter.v1.CounterService.Join:output_type -> concur.counter.v1.JoinResponse
+	11, // 12: concur.counter.v1.CounterService.Watch:output_type -> concur.counter.v1.WatchResponse
+	13, // 13: concur.counter.v1.CounterService.Shards:output_type -> concur.counter.v1.ShardsResponse
+	8,  // [8:14] is the sub-list for method output_type
+	2,  // [2:8] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -810,13 +919,14 @@ func file_concur_counter_v1_counter_proto_init() {
 	file_concur_counter_v1_counter_proto_msgTypes[7].OneofWrappers = []any{}
 	file_concur_counter_v1_counter_proto_msgTypes[9].OneofWrappers = []any{}
 	file_concur_counter_v1_counter_proto_msgTypes[11].OneofWrappers = []any{}
+	file_concur_counter_v1_counter_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concur_counter_v1_counter_proto_rawDesc), len(file_concur_counter_v1_counter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

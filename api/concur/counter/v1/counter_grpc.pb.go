@@ -31,6 +31,7 @@ const (
 	CounterService_Get_FullMethodName             = "/concur.counter.v1.CounterService/Get"
 	CounterService_Join_FullMethodName            = "/concur.counter.v1.CounterService/Join"
 	CounterService_Watch_FullMethodName           = "/concur.counter.v1.CounterService/Watch"
+	CounterService_Shards_FullMethodName          = "/concur.counter.v1.CounterService/Shards"
 )
 
 // CounterServiceClient is the client API for CounterService service.
@@ -75,6 +76,14 @@ type CounterServiceClient interface {
 	// counter down. On a counter cluster, a watch whose counter's shard moves to another node
 	// ends with UNAVAILABLE: watch again, and the new owner answers.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// Shards returns the shard map, so that a client can send each call for a counter straight
+	// to the node that owns it. It is never needed for correctness: any node answers any call,
+	// forwarding one it does not own, once, to its owner. On a counter cluster (--counter-etcd)
+	// the map is the node's own view, which changes when nodes join or leave; a call sent by an
+	// older map is forwarded, or answered UNAVAILABLE while its shard moves, so a client reads
+	// the map again when a call fails UNAVAILABLE. An embedded counter answers one shard with
+	// no owner: every call goes to the server called.
+	Shards(ctx context.Context, in *ShardsRequest, opts ...grpc.CallOption) (*ShardsResponse, error)
 }
 
 type counterServiceClient struct {
@@ -147,6 +156,16 @@ func (c *counterServiceClient) Watch(ctx context.Context, in *WatchRequest, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type CounterService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *counterServiceClient) Shards(ctx context.Context, in *ShardsRequest, opts ...grpc.CallOption) (*ShardsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ShardsResponse)
+	err := c.cc.Invoke(ctx, CounterService_Shards_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CounterServiceServer is the server API for CounterService service.
 // All implementations must embed UnimplementedCounterServiceServer
 // for forward compatibility.
@@ -189,6 +208,14 @@ type CounterServiceServer interface {
 	// counter down. On a counter cluster, a watch whose counter's shard moves to another node
 	// ends with UNAVAILABLE: watch again, and the new owner answers.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// Shards returns the shard map, so that a client can send each call for a counter straight
+	// to the node that owns it. It is never needed for correctness: any node answers any call,
+	// forwarding one it does not own, once, to its owner. On a counter cluster (--counter-etcd)
+	// the map is the node's own view, which changes when nodes join or leave; a call sent by an
+	// older map is forwarded, or answered UNAVAILABLE while its shard moves, so a client reads
+	// the map again when a call fails UNAVAILABLE. An embedded counter answers one shard with
+	// no owner: every call goes to the server called.
+	Shards(context.Context, *ShardsRequest) (*ShardsResponse, error)
 	mustEmbedUnimplementedCounterServiceServer()
 }
 
@@ -213,6 +240,9 @@ func (UnimplementedCounterServiceServer) Join(context.Context, *JoinRequest) (*J
 }
 func (UnimplementedCounterServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedCounterServiceServer) Shards(context.Context, *ShardsRequest) (*ShardsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Shards not implemented")
 }
 func (UnimplementedCounterServiceServer) mustEmbedUnimplementedCounterServiceServer() {}
 func (UnimplementedCounterServiceServer) testEmbeddedByValue()                        {}
@@ -307,6 +337,24 @@ func _CounterService_Watch_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type CounterService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _CounterService_Shards_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ShardsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CounterServiceServer).Shards(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CounterService_Shards_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CounterServiceServer).Shards(ctx, req.(*ShardsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CounterService_ServiceDesc is the grpc.ServiceDesc for CounterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -325,6 +373,10 @@ var CounterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Join",
 			Handler:    _CounterService_Join_Handler,
+		},
+		{
+			MethodName: "Shards",
+			Handler:    _CounterService_Shards_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

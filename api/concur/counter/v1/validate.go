@@ -66,6 +66,9 @@ func (r *WatchRequest) Validate() error { return validateName(r.GetName()) }
 // Validate accepts every JoinRequest: it has no fields.
 func (r *JoinRequest) Validate() error { return nil }
 
+// Validate accepts every ShardsRequest: it has no fields.
+func (r *ShardsRequest) Validate() error { return nil }
+
 func validateName(name string) error {
 	var l violation.List
 	l.Printable("name", name, MaxNameBytes)

@@ -37,6 +37,7 @@ func TestValidate(t *testing.T) {
 		{"get bad", &counterv1.GetRequest{Name: "\x00"}, []string{"name"}},
 		{"watch bad", &counterv1.WatchRequest{Name: "\xc3"}, []string{"name"}},
 		{"join", &counterv1.JoinRequest{}, nil},
+		{"shards", &counterv1.ShardsRequest{}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
