@@ -369,6 +369,12 @@ func (s *Service) Watch(req *counterv1.WatchRequest, stream counterv1.CounterSer
 	}
 }
 
+// Shards answers an embedded counter's map: one shard, with no owner, since the server called
+// serves every counter.
+func (s *Service) Shards(context.Context, *counterv1.ShardsRequest) (*counterv1.ShardsResponse, error) {
+	return &counterv1.ShardsResponse{Shards: new(uint32(1)), Owners: []string{""}}, nil
+}
+
 // linkOf is the span of ctx's call, for its print jobs to link to; nil when the call is not
 // traced or its span not sampled.
 func linkOf(ctx context.Context) *trace.SpanContext {

@@ -40,6 +40,13 @@ func forwarded(ctx context.Context) bool {
 	return len(metadata.ValueFromIncomingContext(ctx, forwardedKey)) > 0
 }
 
+// Shards answers the routing table's owners: this node's latest view of the shard map, a
+// shard it stopped serving already without an owner. A published table is never changed, so
+// its owners can go out as they are.
+func (c *Cluster) Shards(context.Context, *counterv1.ShardsRequest) (*counterv1.ShardsResponse, error) {
+	return &counterv1.ShardsResponse{Shards: new(uint32(c.shards)), Owners: c.table.Load().owners}, nil
+}
+
 // Increment goes to the owner of the name's shard.
 func (c *Cluster) Increment(ctx context.Context, req *counterv1.IncrementRequest) (*counterv1.IncrementResponse, error) {
 	svc, peer, ctx, err := c.route(ctx, shardOf(counterv1.NameOrDefault(req.GetName()), c.shards))
