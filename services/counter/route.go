@@ -49,7 +49,7 @@ func (c *Cluster) Shards(context.Context, *counterv1.ShardsRequest) (*counterv1.
 
 // Increment goes to the owner of the name's shard.
 func (c *Cluster) Increment(ctx context.Context, req *counterv1.IncrementRequest) (*counterv1.IncrementResponse, error) {
-	svc, peer, ctx, err := c.route(ctx, shardOf(counterv1.NameOrDefault(req.GetName()), c.shards))
+	svc, peer, ctx, err := c.route(ctx, counterv1.ShardOf(req.GetName(), c.shards))
 	switch {
 	case err != nil:
 		return nil, err
@@ -61,7 +61,7 @@ func (c *Cluster) Increment(ctx context.Context, req *counterv1.IncrementRequest
 
 // Get goes to the owner of the name's shard.
 func (c *Cluster) Get(ctx context.Context, req *counterv1.GetRequest) (*counterv1.GetResponse, error) {
-	svc, peer, ctx, err := c.route(ctx, shardOf(counterv1.NameOrDefault(req.GetName()), c.shards))
+	svc, peer, ctx, err := c.route(ctx, counterv1.ShardOf(req.GetName(), c.shards))
 	switch {
 	case err != nil:
 		return nil, err
@@ -74,7 +74,7 @@ func (c *Cluster) Get(ctx context.Context, req *counterv1.GetRequest) (*counterv
 // Watch goes to the owner of the name's shard. When the shard moves, the owner's watch ends
 // UNAVAILABLE, as at a shutdown, and the watcher watches again.
 func (c *Cluster) Watch(req *counterv1.WatchRequest, stream counterv1.CounterService_WatchServer) error {
-	svc, peer, ctx, err := c.route(stream.Context(), shardOf(counterv1.NameOrDefault(req.GetName()), c.shards))
+	svc, peer, ctx, err := c.route(stream.Context(), counterv1.ShardOf(req.GetName(), c.shards))
 	switch {
 	case err != nil:
 		return err
@@ -204,7 +204,7 @@ func (c *Cluster) shardOfMessage(req *counterv1.IncrementStreamRequest, want int
 		return 0, fieldError("increments", fmt.Sprintf("holds %d increments; a counter cluster takes at most %d per message", len(incs), maxStreamIncrements))
 	}
 	for _, inc := range incs {
-		shard := shardOf(counterv1.NameOrDefault(inc.GetName()), c.shards)
+		shard := counterv1.ShardOf(inc.GetName(), c.shards)
 		if want == -1 {
 			want = shard
 		}

@@ -2,7 +2,6 @@ package counter
 
 import (
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 )
@@ -22,13 +21,6 @@ const (
 	shardBatch          = 64
 	maxStreamIncrements = 60
 )
-
-// shardOf is the shard of a counter name.
-func shardOf(name string, shards int) int {
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	return int(h.Sum32() % uint32(shards))
-}
 
 func ownerKey(shard int) string    { return fmt.Sprintf("%s%03d", ownerPrefix, shard) }
 func shardPrefix(shard int) string { return fmt.Sprintf("%sshard/%03d/", clusterRoot, shard) }
