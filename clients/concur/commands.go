@@ -71,7 +71,11 @@ func incr(fs *flag.FlagSet) action {
 	by := fs.Int64("by", 1, "the `amount` to add, negative to subtract")
 	id := fs.String("request-id", "", "an `ID` (a UUID, say) that makes the increment apply once, however often it is sent")
 	return func(ctx context.Context, s *session, args []string) error {
-		r, err := call(ctx, counterv1.NewCounterServiceClient(s.conn).Increment,
+		counter, err := s.counterFor()
+		if err != nil {
+			return err
+		}
+		r, err := call(ctx, counter.Increment,
 			&counterv1.IncrementRequest{Name: first(args), Delta: by, RequestId: *id})
 		if err != nil {
 			return err
@@ -86,7 +90,11 @@ func incr(fs *flag.FlagSet) action {
 
 func get(*flag.FlagSet) action {
 	return func(ctx context.Context, s *session, args []string) error {
-		r, err := call(ctx, counterv1.NewCounterServiceClient(s.conn).Get, &counterv1.GetRequest{Name: first(args)})
+		counter, err := s.counterFor()
+		if err != nil {
+			return err
+		}
+		r, err := call(ctx, counter.Get, &counterv1.GetRequest{Name: first(args)})
 		if err != nil {
 			return err
 		}
@@ -96,7 +104,11 @@ func get(*flag.FlagSet) action {
 
 func watch(*flag.FlagSet) action {
 	return func(ctx context.Context, s *session, args []string) error {
-		stream, err := call(ctx, counterv1.NewCounterServiceClient(s.conn).Watch, &counterv1.WatchRequest{Name: first(args)})
+		counter, err := s.counterFor()
+		if err != nil {
+			return err
+		}
+		stream, err := call(ctx, counter.Watch, &counterv1.WatchRequest{Name: first(args)})
 		if err != nil {
 			return err
 		}

@@ -28,7 +28,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	"github.com/concur-dev/concur/internal/cli"
+	"github.com/concur-dev/concur/internal/counterroute"
 	"github.com/concur-dev/concur/internal/dial"
 )
 
@@ -50,9 +52,32 @@ type action func(ctx context.Context, s *session, args []string) error
 
 // session is what an action works with: the connection and the way to show responses.
 type session struct {
-	conn *grpc.ClientConn
-	out  io.Writer
-	json bool
+	conn   *grpc.ClientConn
+	server dial.Config
+	router *counterroute.Client // made by the first call of counterFor
+	out    io.Writer
+	json   bool
+}
+
+// counterFor is the client for a counter's calls: it sends them to the node that owns the
+// counter on a counter cluster, and to the server on an embedded counter (internal/counterroute).
+func (s *session) counterFor() (counterv1.CounterServiceClient, error) {
+	if s.router == nil {
+		r, err := counterroute.New(counterroute.Config{Seed: s.server, Dial: cli.Dial})
+		if err != nil {
+			return nil, err
+		}
+		s.router = r
+	}
+	return s.router, nil
+}
+
+// close closes the session's connections.
+func (s *session) close() {
+	s.conn.Close()
+	if s.router != nil {
+		s.router.Close()
+	}
 }
 
 func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -90,8 +115,9 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	if err != nil {
 		return sub.Exit(ctx, err)
 	}
-	defer conn.Close()
-	return sub.Exit(ctx, act(ctx, &session{conn: conn, out: stdout, json: *asJSON}, sub.Flags.Args()))
+	s := &session{conn: conn, server: server, out: stdout, json: *asJSON}
+	defer s.close()
+	return sub.Exit(ctx, act(ctx, s, sub.Flags.Args()))
 }
 
 // about is concur's own help: what it is, and its commands.

@@ -32,10 +32,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	caserv1 "github.com/concur-dev/concur/api/concur/caser/v1"
-	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
 	sitesizev1 "github.com/concur-dev/concur/api/concur/sitesize/v1"
 	"github.com/concur-dev/concur/internal/cli"
+	"github.com/concur-dev/concur/internal/counterroute"
 	"github.com/concur-dev/concur/internal/demosites"
 	"github.com/concur-dev/concur/internal/dial"
 	"github.com/concur-dev/concur/internal/jitter"
@@ -188,29 +188,41 @@ func (o *options) addresses(chosen []string) (map[string]dial.Config, error) {
 	return conns, nil
 }
 
-// connect makes the clients of the services in conns; close closes their connections.
+// connect makes the clients of the services in conns; close closes their connections. The
+// counter's client routes each counter's calls to its owner on a counter cluster.
 func (t *talk) connect(conns map[string]dial.Config, chosen []string) (close func(), err error) {
 	dialed := map[string]*grpc.ClientConn{}
+	var counter *counterroute.Client
 	close = func() {
 		for _, c := range dialed {
 			c.Close()
 		}
+		if counter != nil {
+			counter.Close()
+		}
 	}
 	for _, s := range chosen {
 		for _, svc := range needs[s] {
-			conn, err := cli.Dial(conns[svc])
+			var conn *grpc.ClientConn
+			if svc == "counter" {
+				counter, err = counterroute.New(counterroute.Config{Seed: conns[svc], Dial: cli.Dial})
+			} else {
+				conn, err = cli.Dial(conns[svc])
+			}
 			if err != nil {
 				close()
 				return nil, fmt.Errorf("the %s: %w", svc, err)
 			}
-			dialed[svc] = conn
+			if conn != nil {
+				dialed[svc] = conn
+			}
 		}
 	}
 	if c := dialed["printer"]; c != nil {
 		t.printer = printerv1.NewPrinterServiceClient(c)
 	}
-	if c := dialed["counter"]; c != nil {
-		t.counter = counterv1.NewCounterServiceClient(c)
+	if counter != nil {
+		t.counter = counter
 	}
 	if c := dialed["sitesize"]; c != nil {
 		t.sitesize = sitesizev1.NewSiteSizeServiceClient(c)
