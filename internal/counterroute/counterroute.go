@@ -157,8 +157,8 @@ func (w *watchStream) Recv() (*counterv1.WatchResponse, error) {
 
 // IncrementStream goes to the owner of the shard of the first counter of its first message,
 // as a node forwards a stream: on a cluster a stream's counters must all be of one shard.
-// The stream is opened by its first Send; one closed without a message, or asked for its
-// header first, goes to the seed.
+// The stream is opened by its first Send; one asked for anything else first (closed without
+// a message, say) goes to the seed.
 func (c *Client) IncrementStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[counterv1.IncrementStreamRequest, counterv1.IncrementStreamResponse], error) {
 	return &incrementStream{c: c, ctx: ctx, opts: opts}, nil
 }
