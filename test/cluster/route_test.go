@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -100,41 +99,77 @@ func TestClientRoutesToOwners(t *testing.T) {
 	t.Logf("%d increments in %d calls, %v handled by the nodes", total, calls.Load(), handled)
 }
 
-// settled waits until the shards are spread by fair share, each node owning 21 or 22 of
-// the 64, and every node's Shards answers that same map, as etcd holds it: a node that
-// claimed a shard serves it before its map says so.
-func (c *cluster) settled(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	for {
-		if c.settledNow(t) {
-			return
+// TestRoutedWithTheSeedsCredentials: against nodes that serve TLS, ask for a client
+// certificate (mTLS) and a token, the routing client dials each owner with the seed's
+// credentials: the increments for the other node's shards are handled by it alone, never by
+// the seed that would forward them.
+func TestRoutedWithTheSeedsCredentials(t *testing.T) {
+	c := &cluster{etcd: startEtcd(t)}
+	certs := writeNodeCerts(t)
+	token := e2e.WriteToken(t, t.TempDir(), "the cluster's token")
+	seed := dial.Config{CAFile: certs.ca, CertFile: certs.cert, KeyFile: certs.key, TokenFile: token}
+	for range 2 {
+		addr := e2e.FreeAddr(t)
+		c.nodes = append(c.nodes, e2e.StartConcurd(t, "--services=counter", "--listen="+addr, "--metrics-listen=127.0.0.1:0",
+			"--tls-cert="+certs.cert, "--tls-key="+certs.key, "--tls-client-ca="+certs.ca, "--auth-token-file="+token,
+			"--counter-etcd="+strings.Join(c.etcd.endpoints(), ","), "--counter-advertise="+addr, "--counter-lease="+lease.String()))
+		node := seed
+		node.Addr = addr
+		c.counters = append(c.counters, counterv1.NewCounterServiceClient(dialed(t, node)))
+	}
+	c.settled(t)
+	before := c.handledIncrements(t)
+	seed.Addr = c.nodes[0].Addr
+	client, err := counterroute.New(counterroute.Config{Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	theirs := c.ownedBy(t, c.nodes[1].Addr)
+	const calls = 20
+	for i := range calls {
+		if _, err := client.Increment(t.Context(), &counterv1.IncrementRequest{Name: nameOf(theirs, i)}); err != nil {
+			t.Fatalf("increment %s: %v", nameOf(theirs, i), err)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("for a minute, the shards did not settle on the three nodes by fair share")
-		case <-time.After(100 * time.Millisecond):
-		}
+	}
+	after := c.handledIncrements(t)
+	if n := after[0] - before[0]; n != 0 {
+		t.Errorf("the seed handled %v increments, want 0: every name was of the other node's shards", n)
+	}
+	if n := after[1] - before[1]; n != calls {
+		t.Errorf("the other node handled %v increments, want %d", n, calls)
 	}
 }
 
-func (c *cluster) settledNow(t *testing.T) bool {
+// settled waits until every shard is owned, each node owning its fair share, 64/n or one
+// more (which node owns one more follows the sorted addresses), and every node's Shards
+// answers that map as etcd holds it: a node that claimed a shard serves it before its map
+// says so, so a client routed by any node's map reaches owners that serve their shards.
+func (c *cluster) settled(t *testing.T) {
+	t.Helper()
+	waitFor(t, "the shards shared fairly, every node's map etcd's", func() bool {
+		if c.free(t) > 0 {
+			return false
+		}
+		for _, n := range c.nodes {
+			if owned := len(c.ownedBy(t, n.Addr)); owned != 64/len(c.nodes) && owned != 64/len(c.nodes)+1 {
+				return false
+			}
+		}
+		return c.mapsAgree(t)
+	})
+}
+
+// mapsAgree says whether every node's Shards answers the owners etcd holds.
+func (c *cluster) mapsAgree(t *testing.T) bool {
 	t.Helper()
 	want := make([]string, 64)
-	count := map[string]int{}
 	for k, v := range c.owners(t) {
 		n, err := strconv.Atoi(strings.TrimPrefix(k, "/concur/counter/owner/"))
 		if err != nil {
 			t.Fatalf("owner key %s: %v", k, err)
 		}
 		want[n] = v
-		count[v]++
-	}
-	for _, n := range c.nodes {
-		if count[n.Addr] < 21 || count[n.Addr] > 22 {
-			return false
-		}
 	}
 	for _, client := range c.counters {
 		m, err := client.Shards(t.Context(), &counterv1.ShardsRequest{})
