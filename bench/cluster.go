@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +23,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
+	"github.com/concur-dev/concur/internal/counterroute"
+	"github.com/concur-dev/concur/internal/dial"
 )
 
 // counter-cluster runs the counter as a cluster (docs/cluster.md) of three concurd processes
@@ -79,15 +82,79 @@ func counterCluster(ctx context.Context, e *env) ([]figure, error) {
 		return nil, err
 	}
 
-	var perTxn []float64
-	cluster := func() (float64, error) {
+	naive := func() (float64, error) { return perSecond(oneTxnPerIncrement(ctx, e, etcd)) }
+	routed, err := counterroute.New(counterroute.Config{Seed: dial.Config{Addr: nodes[0].addr}, Dial: func(c dial.Config) (*grpc.ClientConn, error) { return c.Dial() }})
+	if err != nil {
+		return nil, err
+	}
+	defer routed.Close()
+	random := func(nodes []*clusterNode) func(context.Context) counterv1.CounterServiceClient {
+		return func(context.Context) counterv1.CounterServiceClient { return nodes[rand.IntN(len(nodes))].client }
+	}
+	var perTxn3, perTxnRouted, perTxn1 []float64
+	ours3, yard3, ratio3, err := versus(e.rounds, clusterLoad(ctx, e, nodes, random(nodes), &perTxn3), naive)
+	if err != nil {
+		return nil, err
+	}
+	oursRouted, yardRouted, ratioRouted, err := versus(e.rounds, clusterLoad(ctx, e, nodes, func(context.Context) counterv1.CounterServiceClient { return routed }, &perTxnRouted), naive)
+	if err != nil {
+		return nil, err
+	}
+	failovers, err := failover(ctx, bin, endpoint, etcd, nodes)
+	if err != nil {
+		return nil, err
+	}
+	// One node: the others leave (SIGTERM gives their shards up at once) and it takes all 64,
+	// so that the 50 callers share one committer, as they share three above.
+	for i, n := range nodes[1:] {
+		n.stop()
+		nodes[i+1] = nil
+	}
+	if err := waitOwned(ctx, etcd, nodes[:1]); err != nil {
+		return nil, err
+	}
+	ours1, yard1, ratio1, err := versus(e.rounds, clusterLoad(ctx, e, nodes[:1], random(nodes[:1]), &perTxn1), naive)
+	if err != nil {
+		return nil, err
+	}
+	// The most any gRPC service reaches here, against the same yardstick: when it is below 5
+	// times the yardstick, so is every counter, clustered or not, on this machine.
+	ceiling, err := repeat(e.rounds, func() (float64, error) { return perSecond(e.ceiling(ctx, unaryCallers)) })
+	if err != nil {
+		return nil, err
+	}
+	ceilingRatio := spread{median: ceiling.median / yard1.median, min: ceiling.min / yard1.max, max: ceiling.max / yard1.min, n: ceiling.n}
+
+	rate := func(what string, ours, yard, ratio spread) []figure {
+		f := rateOf(fmt.Sprintf("cluster Increment, %s, %d callers", what, unaryCallers), ours, "increments")
+		f.ratio, f.per, f.target, f.met = &ratio, "x one txn each", ">= 5x one txn each", new(ratio.median >= 5)
+		return []figure{f, rateOf(fmt.Sprintf("one etcd txn per increment, %d callers (the yardstick)", unaryCallers), yard, "increments")}
+	}
+	perTxn := func(what string, xs []float64) figure {
+		per := spreadOf(xs)
+		return figure{name: fmt.Sprintf("increments per etcd txn, %s, %d callers", what, unaryCallers), value: per, show: fixed(1), target: ">= 20", met: new(per.median >= 20)}
+	}
+	const three, one, toOwners = "3 nodes, calls to random nodes", "1 node", "3 nodes, calls routed to owners"
+	ceil := rateOf(fmt.Sprintf("no-op unary, %d callers: the most any gRPC service reaches here", unaryCallers), ceiling, "calls")
+	ceil.ratio, ceil.per = &ceilingRatio, "x one txn each"
+	return slices.Concat(rate(three, ours3, yard3, ratio3), []figure{perTxn(three, perTxn3)},
+		rate(toOwners, oursRouted, yardRouted, ratioRouted), []figure{perTxn(toOwners, perTxnRouted)},
+		rate(one, ours1, yard1, ratio1), []figure{perTxn(one, perTxn1), ceil,
+			{name: fmt.Sprintf("failover: kill to the first answer on a moved shard, lease %v, over %d kills", clusterLease, len(failovers)),
+				value: spreadOf(failovers), show: duration}}), nil
+}
+
+// clusterLoad is a round of unary Increments from 50 callers, each through the client that
+// client picks, on 200 counters; it records the round's increments per etcd transaction, over
+// nodes, in perTxn.
+func clusterLoad(ctx context.Context, e *env, nodes []*clusterNode, client func(context.Context) counterv1.CounterServiceClient, perTxn *[]float64) func() (float64, error) {
+	return func() (float64, error) {
 		incs0, txns0, err := clusterCommits(nodes)
 		if err != nil {
 			return 0, err
 		}
 		r, err := closedLoop(ctx, unaryCallers, e.duration, func(ctx context.Context) error {
-			n := nodes[rand.IntN(len(nodes))]
-			_, err := n.client.Increment(ctx, &counterv1.IncrementRequest{Name: fmt.Sprintf("c%03d", rand.IntN(clusterNames))})
+			_, err := client(ctx).Increment(ctx, &counterv1.IncrementRequest{Name: fmt.Sprintf("c%03d", rand.IntN(clusterNames))})
 			return err
 		})
 		if err != nil {
@@ -97,27 +164,9 @@ func counterCluster(ctx context.Context, e *env) ([]figure, error) {
 		if err != nil {
 			return 0, err
 		}
-		perTxn = append(perTxn, (incs1-incs0)/(txns1-txns0))
+		*perTxn = append(*perTxn, (incs1-incs0)/(txns1-txns0))
 		return r.perSecond(), nil
 	}
-	naive := func() (float64, error) { return perSecond(oneTxnPerIncrement(ctx, e, etcd)) }
-	ours, yardstick, ratio, err := versus(e.rounds, cluster, naive)
-	if err != nil {
-		return nil, err
-	}
-	failovers, err := failover(ctx, bin, endpoint, etcd, nodes)
-	if err != nil {
-		return nil, err
-	}
-	f := rateOf(fmt.Sprintf("cluster Increment, %d nodes, %d callers to random nodes", clusterNodes, unaryCallers), ours, "increments")
-	f.ratio, f.per, f.target, f.met = &ratio, "x one txn each", ">= 5x one txn each", new(ratio.median >= 5)
-	per := spreadOf(perTxn)
-	return []figure{f,
-		rateOf(fmt.Sprintf("one etcd txn per increment, %d callers (the yardstick)", unaryCallers), yardstick, "increments"),
-		{name: "increments per etcd txn", value: per, show: fixed(1), target: ">= 20", met: new(per.median >= 20)},
-		{name: fmt.Sprintf("failover: kill to the first answer on a moved shard, lease %v, over %d kills", clusterLease, len(failovers)),
-			value: spreadOf(failovers), show: duration},
-	}, nil
 }
 
 // oneTxnPerIncrement is the naive design: each increment its own fenced etcd transaction,

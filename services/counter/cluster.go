@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -113,7 +111,11 @@ func createOrCheck(client *clientv3.Client, shards int) (string, error) {
 
 // outboxes are the metrics of the shards this node serves now, as its steward published them.
 func (c *Cluster) outboxes() []*metrics {
-	return slices.Collect(maps.Values(c.table.Load().measures))
+	var ms []*metrics
+	for _, r := range c.table.Load().local {
+		ms = append(ms, r.metrics)
+	}
+	return ms
 }
 
 // Name is the gRPC service name.

@@ -27,8 +27,8 @@ func TestClusterOutboxGauges(t *testing.T) {
 		return m
 	}
 	now := time.Now()
-	c.table.Store(&table{owners: make([]string, 3), measures: map[int]*metrics{
-		0: shard(3, now.Add(-time.Minute)), 1: shard(2, now.Add(-time.Hour)), 2: shard(0, now),
+	c.table.Store(&table{owners: make([]string, 3), local: map[int]*running{
+		0: {metrics: shard(3, now.Add(-time.Minute))}, 1: {metrics: shard(2, now.Add(-time.Hour))}, 2: {metrics: shard(0, now)},
 	}})
 	// age is the oldest published job's: at least that old, and less than twice as old.
 	check := func(when string, jobs float64, age time.Duration) {

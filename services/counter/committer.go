@@ -52,9 +52,19 @@ func (c *committer) do(r *commitReq) error {
 	}
 }
 
+// maxLinger bounds the wait of the committer for the commits that follow a transaction.
+const maxLinger = time.Millisecond
+
+// run takes the commits waiting, writes them in one transaction, and again. A shard's owner
+// commits one batch at a time, so the shards a transaction answers take their next batches,
+// which queued behind it, and hand them over a moment after: a transaction started at once
+// would go without them, and they would wait for the next. So while the committer holds fewer
+// commits than the last transaction carried, it waits for more, up to half that transaction's
+// time and maxLinger. At a light load (one commit at a time) it never waits.
 func (c *committer) run(ctx context.Context) {
 	defer close(c.stopped)
 	var next []*commitReq
+	last, took := 0, time.Duration(0) // the commits of the last transaction, and its time
 	for {
 		if len(next) == 0 {
 			select {
@@ -64,25 +74,45 @@ func (c *committer) run(ctx context.Context) {
 				return
 			}
 		}
-		ops := 0
-		for _, r := range next {
-			ops += len(r.ops)
-		}
-	drain:
-		for len(next) < maxTxnOps {
+		next = c.gather(next, last, min(maxLinger, took/2))
+		last = len(next)
+		start := time.Now()
+		next = c.commit(next)
+		took = time.Since(start)
+	}
+}
+
+// gather adds the commits waiting to next, and those that come within linger while next holds
+// fewer than want, until a transaction is full.
+func (c *committer) gather(next []*commitReq, want int, linger time.Duration) []*commitReq {
+	ops := 0
+	for _, r := range next {
+		ops += len(r.ops)
+	}
+	var timeout <-chan time.Time
+	for len(next) < maxTxnOps && ops < maxTxnOps {
+		var r *commitReq
+		select {
+		case r = <-c.inbox:
+		default:
+			if len(next) >= want || linger <= 0 {
+				return next
+			}
+			if timeout == nil {
+				t := time.NewTimer(linger)
+				defer t.Stop()
+				timeout = t.C
+			}
 			select {
-			case r := <-c.inbox:
-				next = append(next, r)
-				ops += len(r.ops)
-				if ops >= maxTxnOps {
-					break drain
-				}
-			default:
-				break drain
+			case r = <-c.inbox:
+			case <-timeout:
+				return next
 			}
 		}
-		next = c.commit(next)
+		next = append(next, r)
+		ops += len(r.ops)
 	}
+	return next
 }
 
 // commit writes as many of reqs as fit in one transaction and returns those to try again.

@@ -18,13 +18,12 @@ import (
 // again (one hop). Its value is the shard the call is for.
 const forwardedKey = "concur-forwarded"
 
-// route finds the shard of a call: the local service when this node serves it, else a
-// client of its owner with a context that marks the call forwarded and keeps the caller's
-// deadline.
-func (c *Cluster) route(ctx context.Context, shard int) (*Service, counterv1.CounterServiceClient, context.Context, error) {
+// route finds the shard of a call: the shard this node serves, if it does, else a client of
+// its owner with a context that marks the call forwarded and keeps the caller's deadline.
+func (c *Cluster) route(ctx context.Context, shard int) (*running, counterv1.CounterServiceClient, context.Context, error) {
 	t := c.table.Load()
-	if svc := t.local[shard]; svc != nil {
-		return svc, nil, ctx, nil
+	if r := t.local[shard]; r != nil {
+		return r, nil, ctx, nil
 	}
 	if forwarded(ctx) {
 		return nil, nil, nil, status.Errorf(codes.Unavailable, "shard %d moved off this node while the call was forwarded: retry (with the same request_id, an increment is applied once)", shard)
@@ -49,37 +48,58 @@ func (c *Cluster) Shards(context.Context, *counterv1.ShardsRequest) (*counterv1.
 
 // Increment goes to the owner of the name's shard.
 func (c *Cluster) Increment(ctx context.Context, req *counterv1.IncrementRequest) (*counterv1.IncrementResponse, error) {
-	svc, peer, ctx, err := c.route(ctx, counterv1.ShardOf(req.GetName(), c.shards))
+	r, peer, ctx, err := c.route(ctx, counterv1.ShardOf(req.GetName(), c.shards))
 	switch {
 	case err != nil:
 		return nil, err
-	case svc != nil:
-		return svc.Increment(ctx, req)
+	case r != nil:
+		return r.svc.Increment(ctx, req)
 	}
 	return peer.Increment(ctx, req)
 }
 
 // Get goes to the owner of the name's shard.
 func (c *Cluster) Get(ctx context.Context, req *counterv1.GetRequest) (*counterv1.GetResponse, error) {
-	svc, peer, ctx, err := c.route(ctx, counterv1.ShardOf(req.GetName(), c.shards))
+	r, peer, ctx, err := c.route(ctx, counterv1.ShardOf(req.GetName(), c.shards))
 	switch {
 	case err != nil:
 		return nil, err
-	case svc != nil:
-		return svc.Get(ctx, req)
+	case r != nil:
+		resp, err := r.svc.Get(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return resp, c.stillOwns(ctx, r)
 	}
 	return peer.Get(ctx, req)
+}
+
+// stillOwns proves, with a read of the shard's owner key, that this node owned the shard
+// after it read a value from it, so that the value was the counter's at that moment: a node
+// cut off from etcd serves its shards until it sees its lease lost, and by then another node
+// may own them and have counted more. An increment needs no such read: its commit is fenced.
+func (c *Cluster) stillOwns(ctx context.Context, r *running) error {
+	ctx, cancel := context.WithTimeout(ctx, etcdTimeout) // an unreachable etcd: answer, do not hang
+	defer cancel()
+	resp, err := c.client.Get(ctx, ownerKey(r.shard))
+	switch {
+	case err != nil:
+		return status.Errorf(codes.Unavailable, "shard %d: cannot confirm with etcd that this node still owns it, so its value may be stale: %v", r.shard, err)
+	case len(resp.Kvs) != 1 || resp.Kvs[0].CreateRevision != r.rev:
+		return status.Errorf(codes.Unavailable, "shard %d moved off this node: read it again", r.shard)
+	}
+	return nil
 }
 
 // Watch goes to the owner of the name's shard. When the shard moves, the owner's watch ends
 // UNAVAILABLE, as at a shutdown, and the watcher watches again.
 func (c *Cluster) Watch(req *counterv1.WatchRequest, stream counterv1.CounterService_WatchServer) error {
-	svc, peer, ctx, err := c.route(stream.Context(), counterv1.ShardOf(req.GetName(), c.shards))
+	r, peer, ctx, err := c.route(stream.Context(), counterv1.ShardOf(req.GetName(), c.shards))
 	switch {
 	case err != nil:
 		return err
-	case svc != nil:
-		return svc.Watch(req, stream)
+	case r != nil:
+		return r.svc.Watch(req, stream)
 	}
 	values, err := peer.Watch(ctx, req)
 	if err != nil {
@@ -134,12 +154,12 @@ func (c *Cluster) Join(ctx context.Context, req *counterv1.JoinRequest) (*counte
 }
 
 func (c *Cluster) joinShard(ctx context.Context, shard int, req *counterv1.JoinRequest) (*counterv1.JoinResponse, error) {
-	svc, peer, ctx, err := c.route(ctx, shard)
+	r, peer, ctx, err := c.route(ctx, shard)
 	switch {
 	case err != nil:
 		return nil, err
-	case svc != nil:
-		return svc.Join(ctx, req)
+	case r != nil:
+		return r.svc.Join(ctx, req)
 	}
 	return peer.Join(ctx, req)
 }
@@ -159,12 +179,12 @@ func (c *Cluster) IncrementStream(stream counterv1.CounterService_IncrementStrea
 	if err != nil {
 		return err
 	}
-	svc, peer, ctx, err := c.route(stream.Context(), shard)
+	r, peer, ctx, err := c.route(stream.Context(), shard)
 	switch {
 	case err != nil:
 		return err
-	case svc != nil:
-		return svc.IncrementStream(&oneShardStream{CounterService_IncrementStreamServer: stream, c: c, shard: shard, first: first})
+	case r != nil:
+		return r.svc.IncrementStream(&oneShardStream{CounterService_IncrementStreamServer: stream, c: c, shard: shard, first: first})
 	}
 	out, err := peer.IncrementStream(ctx)
 	if err != nil {

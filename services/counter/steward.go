@@ -34,11 +34,8 @@ const (
 // and handlers read, so that they need no lock and never wait for the steward.
 type table struct {
 	owners []string         // by shard: the owner's address, "" while it has none
-	local  map[int]*Service // the shards this node serves
+	local  map[int]*running // the shards this node serves; the node's outbox gauges add theirs up
 	peers  map[string]counterv1.CounterServiceClient
-	// The metrics of the shards in local, whose outboxes the node's gauges add up: a shard
-	// that stops being served drops out of them with it.
-	measures map[int]*metrics
 }
 
 // ownerRecord is one owner key as etcd holds it.
@@ -57,8 +54,9 @@ type claimed struct {
 
 // running is a shard this node serves.
 type running struct {
+	shard   int
 	svc     *Service
-	rev     int64
+	rev     int64 // the owner key's create revision: the claim
 	metrics *metrics
 }
 
@@ -297,7 +295,7 @@ func (s *steward) start(shard int, rev int64) error {
 	if err != nil {
 		return err
 	}
-	s.running[shard] = &running{svc: svc, rev: rev, metrics: m}
+	s.running[shard] = &running{shard: shard, svc: svc, rev: rev, metrics: m}
 	return nil
 }
 
@@ -352,22 +350,20 @@ func (s *steward) leave() {
 // unroute takes a shard out of the table.
 func (s *steward) unroute(shard int) {
 	t := s.table.Load()
-	next := &table{owners: slices.Clone(t.owners), local: maps.Clone(t.local), peers: t.peers, measures: maps.Clone(t.measures)}
+	next := &table{owners: slices.Clone(t.owners), local: maps.Clone(t.local), peers: t.peers}
 	next.owners[shard] = ""
 	delete(next.local, shard)
-	delete(next.measures, shard)
 	s.table.Store(next)
 }
 
 // publish makes the table from the shard map, with a connection to every other node.
 func (s *steward) publish(nodes []string, owners map[int]ownerRecord) {
-	t := &table{owners: make([]string, s.shards), local: map[int]*Service{}, peers: map[string]counterv1.CounterServiceClient{}, measures: map[int]*metrics{}}
+	t := &table{owners: make([]string, s.shards), local: map[int]*running{}, peers: map[string]counterv1.CounterServiceClient{}}
 	for shard, o := range owners {
 		t.owners[shard] = o.addr
 	}
 	for shard, r := range s.running {
-		t.local[shard] = r.svc
-		t.measures[shard] = r.metrics
+		t.local[shard] = r
 	}
 	want := map[string]bool{}
 	for _, addr := range slices.Concat(nodes, t.owners) {

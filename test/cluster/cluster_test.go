@@ -21,6 +21,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	counterv1 "github.com/concur-dev/concur/api/concur/counter/v1"
 	printerv1 "github.com/concur-dev/concur/api/concur/printer/v1"
@@ -76,7 +78,34 @@ func TestNodePaused(t *testing.T) {
 		for c.free(t) > 0 { // the others took its shards
 			time.Sleep(100 * time.Millisecond)
 		}
+		// A counter of its shards counts on at its new owner; a Get sent to the paused node
+		// meanwhile must not answer the value the node still holds when it wakes up.
+		name := nameOf(before, 0)
+		c.increment(t, name, "moved", 0)
+		current, err := c.counters[0].Get(t.Context(), &counterv1.GetRequest{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			got, err := c.counters[2].Get(ctx, &counterv1.GetRequest{Name: name})
+			switch {
+			case status.Code(err) == codes.Unavailable:
+				read <- nil
+			case err != nil:
+				read <- fmt.Errorf("Get from the paused node: %v, want an answer or UNAVAILABLE", err)
+			case got.GetValue() < current.GetValue():
+				read <- fmt.Errorf("the paused node answered Get of %s with %d, after the counter reached %d at its new owner: a stale value", name, got.GetValue(), current.GetValue())
+			default:
+				read <- nil
+			}
+		}()
 		paused.Signal(t, syscall.SIGCONT)
+		if err := <-read; err != nil {
+			t.Error(err)
+		}
 	})
 	if n := metric(t, paused.MetricsAddr, "concur_counter_fenced_commits_total"); n < 1 {
 		t.Errorf("the paused node counted %v fenced commits, want at least 1\n%s", n, paused.Logs())

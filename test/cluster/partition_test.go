@@ -46,6 +46,9 @@ func TestPartition(t *testing.T) {
 		before := c.ownedBy(t, cut.Addr)
 		c.dead[2].Store(true) // the workers call the others from now on
 		ns.partition(t)
+		// The cut node cannot prove it still owns its shards: it does not answer a Get from
+		// its memory, which the others may have left behind by now.
+		ns.checkUnavailable(t, cut.Addr, "Get", fmt.Sprintf(`{"name":%q}`, nameOf(before, 1)), "")
 		// A caller beside the cut node increments a counter of its shards: whether the node
 		// still serves the shard (its commit cannot reach etcd) or has let it go, the call
 		// fails UNAVAILABLE, and the increment must count nowhere.

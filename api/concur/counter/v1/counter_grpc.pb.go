@@ -62,7 +62,10 @@ type CounterServiceClient interface {
 	// increments, so that one shard's transaction applies it whole; a message that breaks
 	// either rule is INVALID_ARGUMENT naming increments, and the messages before it stay applied.
 	IncrementStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[IncrementStreamRequest, IncrementStreamResponse], error)
-	// Get reads a counter's current value.
+	// Get reads a counter's current value. On a counter cluster the node that owns the counter
+	// confirms with etcd, after it read the value, that it still owns the counter's shard, so
+	// that a node cut off from the cluster never answers a value others have moved past: it
+	// answers UNAVAILABLE instead.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// Join is a barrier (the talk's counter_queue.join()): it returns once every increment
 	// accepted before it is applied, on disk, and its print job written by the printer (in the
@@ -194,7 +197,10 @@ type CounterServiceServer interface {
 	// increments, so that one shard's transaction applies it whole; a message that breaks
 	// either rule is INVALID_ARGUMENT naming increments, and the messages before it stay applied.
 	IncrementStream(grpc.ClientStreamingServer[IncrementStreamRequest, IncrementStreamResponse]) error
-	// Get reads a counter's current value.
+	// Get reads a counter's current value. On a counter cluster the node that owns the counter
+	// confirms with etcd, after it read the value, that it still owns the counter's shard, so
+	// that a node cut off from the cluster never answers a value others have moved past: it
+	// answers UNAVAILABLE instead.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// Join is a barrier (the talk's counter_queue.join()): it returns once every increment
 	// accepted before it is applied, on disk, and its print job written by the printer (in the
