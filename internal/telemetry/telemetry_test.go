@@ -3,11 +3,14 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/stats"
 )
 
 func TestWanted(t *testing.T) {
@@ -87,5 +90,29 @@ func TestLoggerAddsTraceIDs(t *testing.T) {
 	}
 	if strings.Contains(lines[1], "trace_id") {
 		t.Errorf("untraced line %q has a trace_id", lines[1])
+	}
+}
+
+// events records the events a stats handler is given.
+type events struct {
+	stats.Handler
+	got []string
+}
+
+func (e *events) HandleRPC(_ context.Context, s stats.RPCStats) {
+	e.got = append(e.got, fmt.Sprintf("%T", s))
+}
+
+// A server span is begun in TagRPC and ended by the End event: spanEvents passes the Begin and
+// End events of a call, and none of the five others.
+func TestSpanEventsPassesBeginAndEnd(t *testing.T) {
+	rec := &events{}
+	h := spanEvents{rec}
+	for _, s := range []stats.RPCStats{&stats.Begin{}, &stats.InHeader{}, &stats.InPayload{}, &stats.OutHeader{},
+		&stats.OutPayload{}, &stats.OutTrailer{}, &stats.InTrailer{}, &stats.End{}} {
+		h.HandleRPC(context.Background(), s)
+	}
+	if want := []string{"*stats.Begin", "*stats.End"}; !slices.Equal(rec.got, want) {
+		t.Errorf("the handler was given %v, want %v", rec.got, want)
 	}
 }
