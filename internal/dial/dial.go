@@ -30,9 +30,9 @@ import (
 
 // serviceConfig is every connection's service config, given its load-balancing policy. The
 // retry policy lists the methods that are safe to call again (docs/replicas.md gives each
-// reason): the reads (counter Get and Watch, printer Tail, sitesize Measure, whose GETs of
-// public pages change nothing), the barriers, which change nothing either (the Joins), caser
-// Case, which only computes, and caser Session, whose state is its own. Increment,
+// reason): the reads (counter Get, Watch and Shards, printer Tail, sitesize Measure, whose
+// GETs of public pages change nothing), the barriers, which change nothing either (the Joins),
+// caser Case, which only computes, and caser Session, whose state is its own. Increment,
 // IncrementStream, Print and PrintStream are left out: retried after the server applied them
 // but before its answer came, they would count or print twice, and a service config cannot
 // tell the requests that carry an idempotency key from those that do not.
@@ -50,6 +50,7 @@ const serviceConfig = `{
 			{"service": "concur.counter.v1.CounterService", "method": "Get"},
 			{"service": "concur.counter.v1.CounterService", "method": "Join"},
 			{"service": "concur.counter.v1.CounterService", "method": "Watch"},
+			{"service": "concur.counter.v1.CounterService", "method": "Shards"},
 			{"service": "concur.printer.v1.PrinterService", "method": "Join"},
 			{"service": "concur.printer.v1.PrinterService", "method": "Tail"},
 			{"service": "concur.sitesize.v1.SiteSizeService", "method": "Measure"},

@@ -175,6 +175,7 @@ var retryable = map[string]bool{
 	"/concur.counter.v1.CounterService/Get":       true,
 	"/concur.counter.v1.CounterService/Join":      true,
 	"/concur.counter.v1.CounterService/Watch":     true,
+	"/concur.counter.v1.CounterService/Shards":    true,
 	"/concur.printer.v1.PrinterService/Join":      true,
 	"/concur.printer.v1.PrinterService/Tail":      true,
 	"/concur.sitesize.v1.SiteSizeService/Measure": true,

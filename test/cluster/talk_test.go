@@ -11,9 +11,10 @@ import (
 )
 
 // TestTalkAgainstNode: clients/talk --addr NODE passes against a node of a cluster that does
-// not own the talk's counter, so that every counter call of the talk is forwarded once. The
-// node serves the sitesize and the caser too; the printer, which every node forwards to, is
-// its own process.
+// not own the talk's counter: the talk reads the shard map from it and sends its increments
+// to the owner, and its Join, a barrier over every shard, to the node it was given. The node
+// serves the sitesize and the caser too; the printer, which every node forwards to, is its
+// own process.
 func TestTalkAgainstNode(t *testing.T) {
 	c := &cluster{etcd: startEtcd(t)}
 	printer := e2e.StartConcurd(t, "--services=printer", "--printer-stdout=false")
