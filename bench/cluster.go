@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -91,12 +90,12 @@ func counterCluster(ctx context.Context, e *env) ([]figure, error) {
 	random := func(nodes []*clusterNode) func(context.Context) counterv1.CounterServiceClient {
 		return func(context.Context) counterv1.CounterServiceClient { return nodes[rand.IntN(len(nodes))].client }
 	}
-	var perTxn3, perTxnRouted, perTxn1 []float64
-	ours3, yard3, ratio3, err := versus(e.rounds, clusterLoad(ctx, e, nodes, random(nodes), &perTxn3), naive)
+	var stats3, statsRouted, stats1 loadStats
+	ours3, yard3, ratio3, err := versus(e.rounds, clusterLoad(ctx, e, nodes, random(nodes), &stats3), naive)
 	if err != nil {
 		return nil, err
 	}
-	oursRouted, yardRouted, ratioRouted, err := versus(e.rounds, clusterLoad(ctx, e, nodes, func(context.Context) counterv1.CounterServiceClient { return routed }, &perTxnRouted), naive)
+	oursRouted, yardRouted, ratioRouted, err := versus(e.rounds, clusterLoad(ctx, e, nodes, func(context.Context) counterv1.CounterServiceClient { return routed }, &statsRouted), naive)
 	if err != nil {
 		return nil, err
 	}
@@ -113,12 +112,12 @@ func counterCluster(ctx context.Context, e *env) ([]figure, error) {
 	if err := waitOwned(ctx, etcd, nodes[:1]); err != nil {
 		return nil, err
 	}
-	ours1, yard1, ratio1, err := versus(e.rounds, clusterLoad(ctx, e, nodes[:1], random(nodes[:1]), &perTxn1), naive)
+	ours1, yard1, ratio1, err := versus(e.rounds, clusterLoad(ctx, e, nodes[:1], random(nodes[:1]), &stats1), naive)
 	if err != nil {
 		return nil, err
 	}
-	// The most any gRPC service reaches here, against the same yardstick: when it is below 5
-	// times the yardstick, so is every counter, clustered or not, on this machine.
+	// The no-op unary ceiling of one server in this process, against the yardstick: what a
+	// gRPC call costs here, beside what one etcd transaction per increment reaches.
 	ceiling, err := repeat(e.rounds, func() (float64, error) { return perSecond(e.ceiling(ctx, unaryCallers)) })
 	if err != nil {
 		return nil, err
@@ -130,26 +129,33 @@ func counterCluster(ctx context.Context, e *env) ([]figure, error) {
 		f.ratio, f.per, f.target, f.met = &ratio, "x one txn each", ">= 5x one txn each", new(ratio.median >= 5)
 		return []figure{f, rateOf(fmt.Sprintf("one etcd txn per increment, %d callers (the yardstick)", unaryCallers), yard, "increments")}
 	}
-	perTxn := func(what string, xs []float64) figure {
-		per := spreadOf(xs)
-		return figure{name: fmt.Sprintf("increments per etcd txn, %s, %d callers", what, unaryCallers), value: per, show: fixed(1), target: ">= 20", met: new(per.median >= 20)}
+	perTxn := func(what string, st loadStats) []figure {
+		per := spreadOf(st.perTxn)
+		return []figure{
+			{name: fmt.Sprintf("increments per etcd txn, %s, %d callers", what, unaryCallers), value: per, show: fixed(1), target: ">= 20", met: new(per.median >= 20)},
+			{name: fmt.Sprintf("calls forwarded by a node, %s", what), value: spreadOf(st.forwarded), show: percent},
+		}
 	}
 	const three, one, toOwners = "3 nodes, calls to random nodes", "1 node", "3 nodes, calls routed to owners"
-	ceil := rateOf(fmt.Sprintf("no-op unary, %d callers: the most any gRPC service reaches here", unaryCallers), ceiling, "calls")
+	ceil := rateOf(fmt.Sprintf("no-op unary, %d callers, one server in the bench's process: the gRPC ceiling", unaryCallers), ceiling, "calls")
 	ceil.ratio, ceil.per = &ceilingRatio, "x one txn each"
-	return slices.Concat(rate(three, ours3, yard3, ratio3), []figure{perTxn(three, perTxn3)},
-		rate(toOwners, oursRouted, yardRouted, ratioRouted), []figure{perTxn(toOwners, perTxnRouted)},
-		rate(one, ours1, yard1, ratio1), []figure{perTxn(one, perTxn1), ceil,
+	return slices.Concat(rate(three, ours3, yard3, ratio3), perTxn(three, stats3),
+		rate(toOwners, oursRouted, yardRouted, ratioRouted), perTxn(toOwners, statsRouted),
+		rate(one, ours1, yard1, ratio1), perTxn(one, stats1), []figure{ceil,
 			{name: fmt.Sprintf("failover: kill to the first answer on a moved shard, lease %v, over %d kills", clusterLease, len(failovers)),
 				value: spreadOf(failovers), show: duration}}), nil
 }
 
+// loadStats is what the nodes' metrics say of a load's rounds: increments per etcd
+// transaction, and the share of the Increment calls a node forwarded to another (each
+// forwarded call is handled twice).
+type loadStats struct{ perTxn, forwarded []float64 }
+
 // clusterLoad is a round of unary Increments from 50 callers, each through the client that
-// client picks, on 200 counters; it records the round's increments per etcd transaction, over
-// nodes, in perTxn.
-func clusterLoad(ctx context.Context, e *env, nodes []*clusterNode, client func(context.Context) counterv1.CounterServiceClient, perTxn *[]float64) func() (float64, error) {
+// client picks, on 200 counters; it records the round's stats over nodes in st.
+func clusterLoad(ctx context.Context, e *env, nodes []*clusterNode, client func(context.Context) counterv1.CounterServiceClient, st *loadStats) func() (float64, error) {
 	return func() (float64, error) {
-		incs0, txns0, err := clusterCommits(nodes)
+		incs0, txns0, handled0, err := clusterCommits(nodes)
 		if err != nil {
 			return 0, err
 		}
@@ -160,11 +166,12 @@ func clusterLoad(ctx context.Context, e *env, nodes []*clusterNode, client func(
 		if err != nil {
 			return 0, fmt.Errorf("load of the cluster's Increment: %w", err)
 		}
-		incs1, txns1, err := clusterCommits(nodes)
+		incs1, txns1, handled1, err := clusterCommits(nodes)
 		if err != nil {
 			return 0, err
 		}
-		*perTxn = append(*perTxn, (incs1-incs0)/(txns1-txns0))
+		st.perTxn = append(st.perTxn, (incs1-incs0)/(txns1-txns0))
+		st.forwarded = append(st.forwarded, (handled1-handled0)/(incs1-incs0)-1)
 		return r.perSecond(), nil
 	}
 }
@@ -202,7 +209,7 @@ func failover(ctx context.Context, bin, endpoint string, etcd *clientv3.Client, 
 		}
 		name := ""
 		for i := 0; name == ""; i++ {
-			if n := fmt.Sprintf("c%03d", i); owners[shardOfName(n)] == victim.addr {
+			if n := fmt.Sprintf("c%03d", i); owners[counterv1.ShardOf(n, clusterShards)] == victim.addr {
 				name = n
 			}
 		}
@@ -373,19 +380,13 @@ func shardOwners(ctx context.Context, etcd *clientv3.Client) (map[int]string, er
 	return owners, nil
 }
 
-// shardOfName is the counter's shard of a name (docs/cluster.md).
-func shardOfName(name string) int {
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	return int(h.Sum32() % clusterShards)
-}
-
-// clusterCommits sums the nodes' increments and commits (etcd transactions) so far.
-func clusterCommits(nodes []*clusterNode) (incs, txns float64, err error) {
+// clusterCommits sums the nodes' increments, commits (etcd transactions) and Increment calls
+// handled so far.
+func clusterCommits(nodes []*clusterNode) (incs, txns, handled float64, err error) {
 	for _, n := range nodes {
 		resp, err := http.Get("http://" + n.metrics + "/metrics")
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
@@ -399,11 +400,15 @@ func clusterCommits(nodes []*clusterNode) (incs, txns float64, err error) {
 				incs += f
 			case "concur_counter_etcd_txns_total":
 				txns += f
+			default:
+				if strings.HasPrefix(name, `grpc_server_handled_total{`) && strings.Contains(name, `grpc_method="Increment"`) {
+					handled += f
+				}
 			}
 		}
 		resp.Body.Close()
 	}
-	return incs, txns, nil
+	return incs, txns, handled, nil
 }
 
 // freeLoopback is a loopback address whose port is free now.

@@ -218,6 +218,9 @@ func duration(ns float64) string {
 	return d.Round(unit).String()
 }
 
+// percent formats a share as a percentage.
+func percent(v float64) string { return fmt.Sprintf("%.0f%%", v*100) }
+
 // fixed returns a format with that many decimals.
 func fixed(decimals int) func(float64) string {
 	return func(v float64) string { return fmt.Sprintf("%.*f", decimals, v) }

@@ -21,7 +21,7 @@ import (
 
 // tracing measures what tracing costs the smallest call, the no-op unary, where its share is
 // the largest. A traced server is set up as concurd is, from OTEL_* variables: it makes a
-// span per call and exports the spans in batches (the default OTEL_BSP_* settings) over OTLP
+// span per call and exports the spans in batches (concur's, with no OTEL_BSP_* set) over OTLP
 // to a collector in this process. The target holds for every call sampled; a second figure
 // samples one trace in ten (OTEL_TRACES_SAMPLER=parentbased_traceidratio). The client is
 // untraced, as grpcurl is. Untraced is the stack of the ceiling, reached through
@@ -92,7 +92,8 @@ func tracingCost(ctx context.Context, e *env) ([]figure, error) {
 
 // dialServer starts a server of the bench's stack with the OTEL_* variables vars set, so
 // that it traces as concurd would with them (not at all with none), and connects to it
-// through internal/dial without tracing, as concur's clients do. The variables are unset
+// through internal/dial without tracing, as concur's clients do without OTEL_* variables, and
+// as grpcurl does. The variables are unset
 // again and tracing is turned off for what is made after it; the server keeps its tracer
 // provider, and flushes it when the run ends.
 func (e *env) dialServer(vars map[string]string) (*grpc.ClientConn, error) {

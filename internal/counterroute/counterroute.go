@@ -13,7 +13,13 @@
 // map from the seed, dials each owner the way the seed was dialled, and publishes the routes
 // as an immutable value that calls read without a lock. It reads the map again every
 // Config.Every and after a call failed UNAVAILABLE (a node gone, a shard moved), at most once
-// a second, and closes the connections to the nodes that left the map.
+// a second, and closes the connections to the nodes that left the map, once they have been
+// out of it for Config.Every, so that calls begun on them end first.
+//
+// A call goes to an owner only while the connection to it is ready; the first calls wait a
+// second at most for it. When the owner cannot be reached at the address the map gives (a
+// client outside the nodes' network, behind a port forward or a load balancer), the seed
+// forwards the call.
 package counterroute
 
 import (
@@ -25,6 +31,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -86,7 +93,7 @@ func New(cfg Config) (*Client, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	c := &Client{seedConn: conn, seed: counterv1.NewCounterServiceClient(conn), firstRead: make(chan struct{}),
 		nudge: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
-	r := &refresher{cfg: cfg, seed: c.seed, conns: map[string]*grpc.ClientConn{}, retired: map[string]*grpc.ClientConn{}, routes: &c.routes}
+	r := &refresher{cfg: cfg, seed: c.seed, conns: map[string]*grpc.ClientConn{}, retired: map[string]retiredConn{}, routes: &c.routes}
 	go c.run(ctx, r)
 	return c, nil
 }
@@ -105,8 +112,8 @@ func (c *Client) to(ctx context.Context, name string) counterv1.CounterServiceCl
 	case <-ctx.Done(): // the call fails at the seed as it would have without a map
 		return c.seed
 	}
-	if o := c.routes.Load().owner(name); o != nil {
-		return o
+	if o := c.routes.Load().owner(name); o != nil && o.ready(ctx) {
+		return o.client
 	}
 	return c.seed
 }
@@ -266,11 +273,44 @@ func (s *incrementStream) RecvMsg(m any) error {
 
 // routes is a shard map made routable; it is never changed once published.
 type routes struct {
-	owners []counterv1.CounterServiceClient // by shard; nil: the seed serves it
+	owners []*owner // by shard; nil: the seed serves it
 }
 
-// owner is the client of the node that owns name's shard, nil for the seed.
-func (r *routes) owner(name string) counterv1.CounterServiceClient {
+// owner is a node that owns shards, and the connection to it.
+type owner struct {
+	conn   *grpc.ClientConn
+	client counterv1.CounterServiceClient
+	slow   atomic.Bool // its first connection took longer than connectWait: calls wait no more
+}
+
+// connectWait is how long a call waits for the first connection to an owner before it goes
+// through the seed: long enough for a node on the same network, short enough that a client
+// that cannot reach the owner (its packets dropped, not refused) loses little.
+const connectWait = time.Second
+
+// ready says whether calls go to o now: its connection is ready, or becomes ready within
+// connectWait of the first calls.
+func (o *owner) ready(ctx context.Context) bool {
+	if o.conn.GetState() == connectivity.Ready {
+		return true
+	}
+	if o.slow.Load() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectWait)
+	defer cancel()
+	for st := o.conn.GetState(); st == connectivity.Idle || st == connectivity.Connecting; st = o.conn.GetState() {
+		o.conn.Connect()
+		if !o.conn.WaitForStateChange(ctx, st) {
+			o.slow.Store(true)
+			return false
+		}
+	}
+	return o.conn.GetState() == connectivity.Ready
+}
+
+// owner is the node that owns name's shard, nil for the seed.
+func (r *routes) owner(name string) *owner {
 	if r == nil {
 		return nil
 	}
@@ -316,7 +356,13 @@ type refresher struct {
 	conns  map[string]*grpc.ClientConn // by address: the owners in the map, the seed never
 	// retired are the connections to nodes the last read dropped from the map: they are
 	// closed at the next read, unless back in the map, so that calls begun on them end first.
-	retired map[string]*grpc.ClientConn
+	retired map[string]retiredConn
+}
+
+// retiredConn is a connection to a node that left the map, and when it left.
+type retiredConn struct {
+	conn  *grpc.ClientConn
+	since time.Time
 }
 
 // read asks the seed for the map and publishes its routes. A read that fails keeps the routes
@@ -343,33 +389,35 @@ func (r *refresher) publish(owners []string) {
 	var next *routes
 	want := map[string]*grpc.ClientConn{}
 	if owners != nil {
-		next = &routes{owners: make([]counterv1.CounterServiceClient, len(owners))}
-		clients := map[string]counterv1.CounterServiceClient{}
+		next = &routes{owners: make([]*owner, len(owners))}
+		nodes := map[string]*owner{}
 		for shard, addr := range owners {
 			if addr == "" || addr == r.cfg.Seed.Addr {
 				continue // the seed serves it, or forwards it
 			}
-			if clients[addr] == nil {
+			if nodes[addr] == nil {
 				conn := r.conn(addr)
 				if conn == nil {
 					continue // an address that cannot be dialled: the seed forwards its calls
 				}
+				conn.Connect() // calls go to it once it is ready, to the seed until then
 				want[addr] = conn
-				clients[addr] = counterv1.NewCounterServiceClient(conn)
+				nodes[addr] = &owner{conn: conn, client: counterv1.NewCounterServiceClient(conn)}
 			}
-			next.owners[shard] = clients[addr]
+			next.owners[shard] = nodes[addr]
 		}
 	}
 	r.routes.Store(next)
-	for addr, conn := range r.retired {
-		if want[addr] == nil {
-			conn.Close()
-		}
-	}
-	r.retired = map[string]*grpc.ClientConn{}
+	now := time.Now()
 	for addr, conn := range r.conns {
 		if want[addr] == nil {
-			r.retired[addr] = conn
+			r.retired[addr] = retiredConn{conn, now}
+		}
+	}
+	for addr, rc := range r.retired {
+		if now.Sub(rc.since) >= r.cfg.Every {
+			rc.conn.Close()
+			delete(r.retired, addr)
 		}
 	}
 	r.conns = want
@@ -381,9 +429,9 @@ func (r *refresher) conn(addr string) *grpc.ClientConn {
 	if c := r.conns[addr]; c != nil {
 		return c
 	}
-	if c := r.retired[addr]; c != nil {
+	if rc, ok := r.retired[addr]; ok {
 		delete(r.retired, addr)
-		return c
+		return rc.conn
 	}
 	cfg := r.cfg.Seed
 	cfg.Addr = addr
@@ -399,7 +447,7 @@ func (r *refresher) closeAll() {
 	for _, c := range r.conns {
 		c.Close()
 	}
-	for _, c := range r.retired {
-		c.Close()
+	for _, rc := range r.retired {
+		rc.conn.Close()
 	}
 }

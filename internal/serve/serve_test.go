@@ -706,4 +706,8 @@ func TestBrokenServiceIsNotServing(t *testing.T) {
 	if resp, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "test.A"}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("test.A, which did not break: %v, %v; want SERVING", resp.GetStatus(), err)
 	}
+	// The server as a whole is not serving: a liveness probe of "" restarts it.
+	if resp, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("the server after test.B broke: %v, %v; want NOT_SERVING", resp.GetStatus(), err)
+	}
 }

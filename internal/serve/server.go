@@ -65,10 +65,11 @@ type Service interface {
 	Shutdown(ctx context.Context) error
 }
 
-// A Breakable service can break for good while the server runs (the counter, when its
-// database fails a commit): Broken is closed then. The server reports the service
-// NOT_SERVING from that moment, in its health checks and in concur_service_serving, so
-// that a probe restarts it and an alert fires, and logs why.
+// A Breakable service can break for good while the server runs (the embedded counter, when
+// its database fails a commit): Broken is closed then (a nil channel: it never breaks). The
+// server reports the service NOT_SERVING from that moment, and the server as a whole (health
+// service ""), in its health checks and in concur_service_serving, so that a liveness probe
+// restarts the process and an alert fires, and logs why.
 type Breakable interface {
 	Broken() <-chan struct{}
 }
@@ -231,6 +232,7 @@ func (s *Server) watchBroken(name string, broken <-chan struct{}) {
 	case <-broken:
 		s.serving.WithLabelValues(name).Set(0) // first: whoever sees NOT_SERVING sees the gauge at 0
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
+		s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 		s.log.Error("a service broke: it reports NOT_SERVING and refuses its calls until concurd is restarted", "service", name)
 	case <-s.stopping:
 	}

@@ -230,3 +230,12 @@ type closing struct {
 func (c closing) Shutdown(ctx context.Context) error {
 	return errors.Join(c.Service.Shutdown(ctx), c.close())
 }
+
+// Broken is the service's own, so that wrapping a service keeps it serve.Breakable; nil, a
+// channel never closed, for a service that cannot break.
+func (c closing) Broken() <-chan struct{} {
+	if b, ok := c.Service.(serve.Breakable); ok {
+		return b.Broken()
+	}
+	return nil
+}

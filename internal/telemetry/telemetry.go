@@ -41,10 +41,11 @@ var on atomic.Bool
 // the default), the SDK reads OTEL_TRACES_SAMPLER, OTEL_BSP_* and the span limits, and the
 // resource OTEL_SERVICE_NAME (else the program's name) and OTEL_RESOURCE_ATTRIBUTES.
 // stop turns tracing off and exports the spans still queued. Off, Start changes nothing and
-// its stop does nothing.
+// its stop does nothing; so does a Start while tracing is on already (a command that runs a
+// server in its process, as the talk does, traces with the command's provider).
 func Start(ctx context.Context) (stop func(context.Context) error, err error) {
 	nothing := func(context.Context) error { return nil }
-	if enabled, err := wanted(); !enabled || err != nil {
+	if enabled, err := wanted(); !enabled || err != nil || on.Load() {
 		return nothing, err
 	}
 	exp, err := exporter(ctx)

@@ -62,6 +62,15 @@ func TestStartOnUntilStopped(t *testing.T) {
 		if ServerOptions() == nil || DialOptions() == nil {
 			t.Errorf("protocol %q: tracing is on, but no stats handler is offered", protocol)
 		}
+		// A second Start, a server's in a process that traces already, leaves tracing to the
+		// first: its stop turns nothing off.
+		again, err := Start(context.Background())
+		if err != nil {
+			t.Fatalf("protocol %q: a second Start: %v", protocol, err)
+		}
+		if err := again(context.Background()); err != nil || ServerOptions() == nil {
+			t.Errorf("protocol %q: the second Start's stop (%v) turned tracing off", protocol, err)
+		}
 		if err := stop(context.Background()); err != nil {
 			t.Errorf("protocol %q: stop: %v", protocol, err)
 		}

@@ -74,7 +74,7 @@ func NewCluster(cfg Config, d Deps) (*Cluster, error) {
 	w := &committer{kv: client, timeout: etcdTimeout, inbox: make(chan *commitReq, c.shards), stopped: make(chan struct{}), txns: txns}
 	s := &steward{cfg: cfg, deps: d, log: log, metrics: m, fenced: fenced, client: client, committer: w, shards: c.shards, id: id,
 		self: cfg.Cluster.Advertise, table: &c.table, trouble: make(chan claimed, c.shards),
-		running: map[int]*running{}, conns: map[string]*grpc.ClientConn{}}
+		running: map[int]*running{}, failed: map[int]int64{}, conns: map[string]*grpc.ClientConn{}}
 	ctx, stop := context.WithCancel(context.Background())
 	wctx, stopCommitter := context.WithCancel(context.Background())
 	c.stop = stop
@@ -131,6 +131,7 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		c.client.Close() // ends the steward's etcd calls: it leaves as its lease expires
 		return fmt.Errorf("the counter node did not leave the cluster in time: %w", ctx.Err())
 	}
 	return c.client.Close()

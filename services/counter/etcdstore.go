@@ -150,11 +150,11 @@ func (s *etcdStore) batchKey(seq uint64) string { return fmt.Sprintf("%sb/%016x"
 
 func (s *etcdStore) close() error { return nil }
 
-// afterFailure: the node stops serving the shard and it is claimed again, so no restart is
-// needed; a commit that timed out may still have been applied, which a retry with the same
-// request_id finds.
+// afterFailure: the node stops serving the shard and gives its claim up, and the shard is
+// claimed again, so no restart is needed; a commit that timed out may still have been applied,
+// which a retry with the same request_id finds.
 func (s *etcdStore) afterFailure() string {
-	return "this node stops serving the shard and it is claimed again: retry, with the same request_id, which is applied once"
+	return "this node gives the shard up and it is claimed anew: retry; an increment with a request_id is applied once, one without may have been applied"
 }
 
 // encodeBatch writes a batch's print jobs and request records, each behind its length.

@@ -66,10 +66,13 @@ func (c *Cluster) Get(ctx context.Context, req *counterv1.GetRequest) (*counterv
 		return nil, err
 	case r != nil:
 		resp, err := r.svc.Get(ctx, req)
+		if err == nil {
+			err = c.stillOwns(ctx, r)
+		}
 		if err != nil {
 			return nil, err
 		}
-		return resp, c.stillOwns(ctx, r)
+		return resp, nil
 	}
 	return peer.Get(ctx, req)
 }

@@ -80,7 +80,11 @@ type steward struct {
 	// The steward goroutine's.
 	session *concurrency.Session
 	running map[int]*running
-	conns   map[string]*grpc.ClientConn
+	// Claims whose commit failed other than by the fence, by shard: a transaction of the claim
+	// may still reach etcd, so the shard is served again only under a new claim, whose fence
+	// that transaction fails; the owner key is deleted first.
+	failed map[int]int64
+	conns  map[string]*grpc.ClientConn
 }
 
 func (s *steward) run(ctx context.Context) {
@@ -115,6 +119,7 @@ func (s *steward) run(ctx context.Context) {
 		case t := <-s.trouble:
 			if r := s.running[t.shard]; r != nil && r.rev == t.rev { // not a claim this node has since given up
 				s.stop(t.shard, "a commit failed")
+				s.failed[t.shard] = t.rev
 			}
 		case <-lost:
 			s.leaseLost()
@@ -128,6 +133,7 @@ func (s *steward) leaseLost() {
 	s.log.Warn("the counter node's etcd lease is lost: it stops serving every shard and joins again")
 	s.session = nil
 	s.stopAll()
+	clear(s.failed) // the owner keys went with the lease
 }
 
 // watch tells of every change under prefix; a watch that etcd ends is made again by the
@@ -166,11 +172,21 @@ func (s *steward) reconcile(ctx context.Context, lost <-chan struct{}) {
 	var mine []int
 	for shard := range s.running {
 		if o := owners[shard]; o.lease != lease || o.rev != s.running[shard].rev {
-			s.stop(shard, "another node owns it now")
+			s.stop(shard, "its owner key is not this node's claim any more")
 		}
 	}
 	for shard, o := range owners {
-		if o.lease == lease {
+		switch {
+		case o.lease != lease:
+		case s.failed[shard] == o.rev:
+			if err := s.giveUp(ctx, shard, o.rev); err != nil {
+				s.log.Warn("giving up the claim of a shard whose commit failed failed: it is not served until that succeeds", "shard", shard, "err", err)
+				owners[shard] = ownerRecord{} // neither served nor claimed again this round
+				continue
+			}
+			delete(s.failed, shard)
+			delete(owners, shard) // free: claimed again below, under a new revision
+		default:
 			mine = append(mine, shard)
 		}
 	}
@@ -208,9 +224,15 @@ func (s *steward) reconcile(ctx context.Context, lost <-chan struct{}) {
 	s.publish(nodes, owners)
 }
 
-// join opens a lease session and puts this node's key on it.
+// join opens a lease session and puts this node's key on it. The lease is granted within ctx:
+// the session would grant it without a deadline, and wait for an etcd that is away.
 func (s *steward) join(ctx context.Context) error {
-	session, err := concurrency.NewSession(s.client, concurrency.WithTTL(int(s.cfg.Cluster.Lease.Seconds())))
+	ttl := int(s.cfg.Cluster.Lease.Seconds())
+	lease, err := s.client.Grant(ctx, int64(ttl))
+	if err != nil {
+		return err
+	}
+	session, err := concurrency.NewSession(s.client, concurrency.WithLease(lease.ID), concurrency.WithTTL(ttl))
 	if err != nil {
 		return err
 	}
@@ -259,10 +281,16 @@ func (s *steward) claim(ctx context.Context, shard int) (int64, error) {
 // everything this one committed.
 func (s *steward) release(ctx context.Context, shard int, rev int64) {
 	s.stop(shard, "it is above this node's fair share")
-	key := ownerKey(shard)
-	if _, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).Then(clientv3.OpDelete(key)).Commit(); err != nil {
+	if err := s.giveUp(ctx, shard, rev); err != nil {
 		s.log.Warn("releasing a shard failed: it goes when the lease does", "shard", shard, "err", err)
 	}
+}
+
+// giveUp deletes the owner key of this node's claim rev of shard, if it is still that claim's.
+func (s *steward) giveUp(ctx context.Context, shard int, rev int64) error {
+	key := ownerKey(shard)
+	_, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).Then(clientv3.OpDelete(key)).Commit()
+	return err
 }
 
 // start serves a shard this node has claimed: it loads it from etcd and runs its owner.

@@ -736,8 +736,9 @@ type ShardsResponse struct {
 	Shards *uint32 `protobuf:"varint,1,opt,name=shards,proto3,oneof" json:"shards,omitempty"`
 	// The owner of each shard, by shard number (owners[0] is shard 0's): the host:port the node
 	// advertises (--counter-advertise), to be dialled with the same TLS and token as the server
-	// called. Empty while the shard has no owner (it is moving) and for an embedded counter:
-	// send that shard's calls to the server called.
+	// called. Empty while the shard has no owner (it is moving), for every shard while the
+	// node called is not in the cluster (it is joining, or lost its lease), and for an embedded
+	// counter: send that shard's calls to the server called.
 	Owners        []string `protobuf:"bytes,2,rep,name=owners,proto3" json:"owners,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
