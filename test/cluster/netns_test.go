@@ -105,8 +105,9 @@ func freeAddrOn(t *testing.T, ip string) string {
 	return l.Addr().String()
 }
 
-// startEtcdOn is startEtcd with the members' client URLs on the host's address ip, so that a
-// process in a namespace reaches them.
+// startEtcdOn starts the cluster with the members' client URLs on address ip (the host's
+// end of a veth, so that a process in a namespace reaches them) and waits until it answers.
+// It fails, never skips, without etcd.
 func startEtcdOn(t *testing.T, ip string) *etcdCluster {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
