@@ -136,18 +136,25 @@ func (f *forwarder) draining() bool {
 }
 
 // session sends print jobs over one PrintStream until it breaks (an error) or, once
-// draining, until the outbox is empty (nil).
+// draining, until the outbox is empty (nil). It opens the stream once it has jobs to send, so
+// that a forwarder drained with nothing left (a shard given up while the printer is away)
+// never waits for the printer.
 func (f *forwarder) session(ctx context.Context, acked *uint64) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	jobs, err := f.owner.pull(ctx, *acked, f.perMessage, f.drain)
+	if err != nil || len(jobs) == 0 {
+		return false, err
+	}
 	stream, err := f.printer.PrintStream(ctx, grpc.WaitForReady(f.draining()))
 	if err != nil {
 		return false, fmt.Errorf("open PrintStream: %w", err)
 	}
 	for {
-		jobs, err := f.owner.pull(ctx, *acked, f.perMessage, f.drain)
-		if err != nil {
-			return progressed, err
+		if jobs == nil {
+			if jobs, err = f.owner.pull(ctx, *acked, f.perMessage, f.drain); err != nil {
+				return progressed, err
+			}
 		}
 		if len(jobs) == 0 { // drained
 			stream.CloseSend()
@@ -169,7 +176,7 @@ func (f *forwarder) session(ctx context.Context, acked *uint64) (progressed bool
 			f.log.Info("printer reached again", "resent_from", jobs[0].seq)
 			f.broken = false
 		}
-		*acked, progressed = last, true
+		*acked, progressed, jobs = last, true, nil
 	}
 }
 
