@@ -17,9 +17,11 @@ import (
 )
 
 // Certs are PEM files of a throw-away certificate authority, a server certificate for
-// localhost and 127.0.0.1, and a client certificate, all signed by the CA.
+// localhost and 127.0.0.1, a client certificate, and a node certificate good for both (as a
+// counter node with mTLS presents its server certificate to the other nodes), all signed by
+// the CA.
 type Certs struct {
-	CA, ServerCert, ServerKey, ClientCert, ClientKey string
+	CA, ServerCert, ServerKey, ClientCert, ClientKey, NodeCert, NodeKey string
 }
 
 // WriteCerts creates Certs in a temporary folder of the test.
@@ -45,7 +47,7 @@ func WriteCerts(t testing.TB) Certs {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf := func(serial int64, name string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+	leaf := func(serial int64, name string, usage ...x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
 		key := newKey(t)
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial),
@@ -53,7 +55,7 @@ func WriteCerts(t testing.TB) Certs {
 			NotBefore:    now.Add(-time.Hour),
 			NotAfter:     now.Add(24 * time.Hour),
 			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			ExtKeyUsage:  usage,
 			DNSNames:     []string{"localhost"},
 			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		}
@@ -77,12 +79,15 @@ func WriteCerts(t testing.TB) Certs {
 	}
 	sc, sk := leaf(2, "concur test server", x509.ExtKeyUsageServerAuth)
 	cc, ck := leaf(3, "concur test client", x509.ExtKeyUsageClientAuth)
+	nc, nk := leaf(4, "concur test node", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	return Certs{
 		CA:         write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})),
 		ServerCert: write("server.pem", sc),
 		ServerKey:  write("server-key.pem", sk),
 		ClientCert: write("client.pem", cc),
 		ClientKey:  write("client-key.pem", ck),
+		NodeCert:   write("node.pem", nc),
+		NodeKey:    write("node-key.pem", nk),
 	}
 }
 

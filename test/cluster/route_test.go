@@ -105,13 +105,13 @@ func TestClientRoutesToOwners(t *testing.T) {
 // the seed that would forward them.
 func TestRoutedWithTheSeedsCredentials(t *testing.T) {
 	c := &cluster{etcd: startEtcd(t)}
-	certs := writeNodeCerts(t)
+	certs := e2e.WriteCerts(t)
 	token := e2e.WriteToken(t, t.TempDir(), "the cluster's token")
-	seed := dial.Config{CAFile: certs.ca, CertFile: certs.cert, KeyFile: certs.key, TokenFile: token}
+	seed := dial.Config{CAFile: certs.CA, CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TokenFile: token}
 	for range 2 {
 		addr := e2e.FreeAddr(t)
 		c.nodes = append(c.nodes, e2e.StartConcurd(t, "--services=counter", "--listen="+addr, "--metrics-listen=127.0.0.1:0",
-			"--tls-cert="+certs.cert, "--tls-key="+certs.key, "--tls-client-ca="+certs.ca, "--auth-token-file="+token,
+			"--tls-cert="+certs.NodeCert, "--tls-key="+certs.NodeKey, "--tls-client-ca="+certs.CA, "--auth-token-file="+token,
 			"--counter-etcd="+strings.Join(c.etcd.endpoints(), ","), "--counter-advertise="+addr, "--counter-lease="+lease.String()))
 		node := seed
 		node.Addr = addr

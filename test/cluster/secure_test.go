@@ -1,15 +1,7 @@
 package cluster
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,17 +24,17 @@ import (
 // certificate, in plaintext or with a wrong token is refused.
 func TestSecureForwarding(t *testing.T) {
 	c := &cluster{etcd: startEtcd(t)}
-	certs := writeNodeCerts(t)
+	certs := e2e.WriteCerts(t)
 	dir := t.TempDir()
 	token := e2e.WriteToken(t, dir, "the cluster's token")
 	for range 2 {
 		addr := e2e.FreeAddr(t)
 		c.nodes = append(c.nodes, e2e.StartConcurd(t, "--services=counter", "--listen="+addr, "--metrics-listen=127.0.0.1:0",
-			"--tls-cert="+certs.cert, "--tls-key="+certs.key, "--tls-client-ca="+certs.ca, "--auth-token-file="+token,
+			"--tls-cert="+certs.NodeCert, "--tls-key="+certs.NodeKey, "--tls-client-ca="+certs.CA, "--auth-token-file="+token,
 			"--counter-etcd="+strings.Join(c.etcd.endpoints(), ","), "--counter-advertise="+addr, "--counter-lease="+lease.String()))
 	}
 	c.balanced(t)
-	client := dial.Config{Addr: c.nodes[0].Addr, CAFile: certs.ca, CertFile: certs.cert, KeyFile: certs.key, TokenFile: token}
+	client := dial.Config{Addr: c.nodes[0].Addr, CAFile: certs.CA, CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TokenFile: token}
 	first := counterv1.NewCounterServiceClient(dialed(t, client))
 
 	theirs := c.ownedBy(t, c.nodes[1].Addr)
@@ -91,12 +83,11 @@ func TestSecureForwarding(t *testing.T) {
 // reach the others: a CA file it cannot read, or a certificate that may not authenticate a
 // client while the nodes ask for client certificates.
 func TestPeerCredentialsChecked(t *testing.T) {
-	certs := writeNodeCerts(t)
-	serverOnly := e2e.WriteCerts(t) // its server certificate is for serverAuth alone
+	certs := e2e.WriteCerts(t) // its server certificate is for serverAuth alone
 	for want, args := range map[string][]string{
-		"--counter-peer-ca: read CA file":    {"--tls-cert=" + certs.cert, "--tls-key=" + certs.key, "--counter-peer-ca=" + filepath.Join(t.TempDir(), "missing.pem")},
-		"lacks the clientAuth":               {"--tls-cert=" + serverOnly.ServerCert, "--tls-key=" + serverOnly.ServerKey, "--tls-client-ca=" + serverOnly.CA},
-		"--counter-peer-ca needs --tls-cert": {"--counter-peer-ca=" + certs.ca},
+		"--counter-peer-ca: read CA file":    {"--tls-cert=" + certs.NodeCert, "--tls-key=" + certs.NodeKey, "--counter-peer-ca=" + filepath.Join(t.TempDir(), "missing.pem")},
+		"lacks the clientAuth":               {"--tls-cert=" + certs.ServerCert, "--tls-key=" + certs.ServerKey, "--tls-client-ca=" + certs.CA},
+		"--counter-peer-ca needs --tls-cert": {"--counter-peer-ca=" + certs.CA},
 	} {
 		args = append([]string{"--services=counter", "--listen=127.0.0.1:0", "--counter-etcd=http://" + e2e.FreeAddr(t), "--counter-advertise=127.0.0.1:1"}, args...)
 		_, stderr, err := e2e.RunErr(t, "", e2e.Concurd(t), args...)
@@ -213,51 +204,4 @@ func dialed(t *testing.T, c dial.Config) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
-}
-
-// nodeCerts are PEM files of a throw-away CA and one node certificate for 127.0.0.1 that it
-// signed, good for serverAuth and clientAuth, as every node of a cluster with mTLS needs.
-type nodeCerts struct{ ca, cert, key string }
-
-func writeNodeCerts(t *testing.T) nodeCerts {
-	t.Helper()
-	dir := t.TempDir()
-	write := func(name, kind string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	now := time.Now()
-	caKey, nodeKey := newKey(), newKey()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "concur cluster test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "concur cluster test node"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	nodeDER, err := x509.CreateCertificate(rand.Reader, nodeTmpl, ca, &nodeKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(nodeKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nodeCerts{ca: write("ca.pem", "CERTIFICATE", caDER), cert: write("node.pem", "CERTIFICATE", nodeDER), key: write("node-key.pem", "PRIVATE KEY", keyDER)}
 }
