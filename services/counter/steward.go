@@ -103,7 +103,7 @@ func (s *steward) run(ctx context.Context) {
 			continue
 		default:
 		}
-		s.reconcile(ctx, lost)
+		s.reconcile(ctx)
 		select {
 		case <-ctx.Done():
 			s.leave()
@@ -143,19 +143,13 @@ func (s *steward) watch(ctx context.Context, prefix string) clientv3.WatchChan {
 }
 
 // reconcile brings the shards this node serves to its fair share and publishes the table. It
-// gives up as soon as lost is closed: an etcd that does not answer must not keep the steward
-// from seeing that the lease is gone.
-func (s *steward) reconcile(ctx context.Context, lost <-chan struct{}) {
+// gives up as soon as the lease is lost: an etcd that does not answer must not keep the
+// steward from seeing that the lease is gone.
+func (s *steward) reconcile(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
 	defer cancel()
-	if lost != nil {
-		go func() {
-			select {
-			case <-lost:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+	if s.session != nil {
+		defer context.AfterFunc(s.session.Ctx(), cancel)() // the session's context ends with the lease
 	}
 	if s.session == nil {
 		if err := s.join(ctx); err != nil {
